@@ -1,0 +1,36 @@
+# trustml: two commands, `make demo` and `make test`, on a machine with Python 3.11+ and make.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.trustml-installed
+# The CPU build of torch. Where no local wheel is cached, pip falls back to PyTorch's CPU index,
+# so a CUDA build is never downloaded.
+TORCH_SPEC  ?= torch==2.13.0+cpu
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+
+.PHONY: install demo test bench lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)" \
+	  || $(BIN)/python -m pip install --quiet --disable-pip-version-check --index-url $(TORCH_INDEX) "$(TORCH_SPEC)"
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/trustml evaluate protocols/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench: $(STAMP)
+	@for b in $$(ls benchmarks/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^_'); do \
+	  echo "== benchmarks.$$b"; $(BIN)/python -m benchmarks.$$b || exit 1; done
+
+lint: $(STAMP)
+	$(BIN)/ruff check trustml tests benchmarks
+
+clean:
+	rm -rf $(VENV) reports .pytest_cache
