@@ -1,0 +1,135 @@
+"""The ``trustml`` command: parse arguments, call protocol/report; nothing else.
+
+Exit status: 0 every acceptance criterion holds; 1 the run finished and some criterion fails;
+2 the protocol or its data is invalid (one line on stderr, nothing written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from trustml.exceptions import TrustmlInputError
+
+__all__ = ["main"]
+
+EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # argparse's own usage errors also exit 2
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_INVALID, f"trustml: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    from trustml import __version__
+
+    p = _Parser(
+        prog="trustml",
+        description="How far can a deep-learning model of scientific data be trusted? "
+        "Calibrated uncertainty, checked explanations, reproducible reports.",
+    )
+    p.add_argument("--version", action="version", version=f"trustml {__version__}")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    ev = sub.add_parser("evaluate", help="run an evaluation protocol and write its report")
+    ev.add_argument("protocol", help="protocol YAML file")
+    ev.add_argument("--out", help="output folder (default: report.out, else reports/NAME)")
+    ev.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        help="override a protocol value, e.g. --set uncertainty.members=3 (repeatable)",
+    )
+    ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+    init = sub.add_parser("init", help="write a commented starter protocol")
+    init.add_argument("path", nargs="?", default="protocol.yaml", help="where to write it")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+
+    data = sub.add_parser("data", help="builtin datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
+    ex = dsub.add_parser("export", help="write a builtin dataset as HDF5 in trustml's layout")
+    ex.add_argument("name", help="builtin dataset name (cosmology2d, cosmology3d, digits)")
+    ex.add_argument("out", help="output .h5 file")
+    ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument(
+        "--option", action="append", default=[], metavar="KEY=VALUE",
+        help="dataset option, e.g. --option n=500 (value parsed as YAML; repeatable)",
+    )
+    return p
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from trustml.protocol import load_protocol, resolve_outdir, run_protocol
+
+    protocol, text = load_protocol(args.protocol, args.overrides)
+    outcome = run_protocol(
+        protocol,
+        text,
+        base_dir=Path(args.protocol).resolve().parent,
+        out=args.out,
+        progress=False if args.quiet else None,
+        command=["trustml", *sys.argv[1:]],
+    )
+    summary = outcome.results.summary
+    if not args.quiet:
+        for a in summary["acceptance"]:
+            mark = "pass" if a["passed"] else "FAIL"
+            print(f"  [{mark}] {a['metric']} = {a['value']:.4g} ({a['bound']} {a['threshold']:g})")
+        print(f"verdict: {summary['verdict']}")
+        print(f"report: {resolve_outdir(protocol, args.out) / 'report.html'}")
+    return EXIT_PASS if outcome.passed else EXIT_FAIL
+
+
+def _init(args: argparse.Namespace) -> int:
+    from trustml.protocol import starter_protocol
+    from trustml.utils.atomic import atomic_write_text
+
+    path = Path(args.path)
+    if path.exists() and not args.force:
+        raise TrustmlInputError(f"{path}: already exists; pass --force to overwrite")
+    atomic_write_text(path, starter_protocol())
+    print(f"wrote {path}; run it with: trustml evaluate {path}")
+    return EXIT_PASS
+
+
+def _data_export(args: argparse.Namespace) -> int:
+    from trustml.data import export_builtin
+    from trustml.protocol import load_yaml
+
+    options = {}
+    for item in args.option:
+        if "=" not in item:
+            raise TrustmlInputError(f"--option expects KEY=VALUE, got {item!r}")
+        key, value = item.split("=", 1)
+        options[key.strip()] = load_yaml(value, source=f"--option {key}")
+    path = export_builtin(args.name, args.out, seed=args.seed, **options)
+    print(f"wrote {path}")
+    return EXIT_PASS
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``trustml`` command; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    quiet = getattr(args, "quiet", False)
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        format="[trustml] %(message)s",
+        stream=sys.stderr,
+    )
+    handlers = {"evaluate": _evaluate, "init": _init, "data": _data_export}
+    try:
+        return handlers[args.command](args)
+    except TrustmlInputError as exc:
+        message = " ".join(str(exc).split())  # exactly one line
+        print(f"trustml: error: {message}", file=sys.stderr)
+        return EXIT_INVALID
+    except KeyboardInterrupt:
+        print("trustml: interrupted; nothing was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

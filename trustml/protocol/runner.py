@@ -1,0 +1,396 @@
+"""Run a validated protocol end to end: data -> splits -> model -> uncertainty -> calibration
+-> metrics -> attribution -> acceptance -> results.
+
+Everything a protocol can get wrong is checked before training starts, so an invalid protocol
+fails in seconds and writes nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import platform
+import sys
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from trustml.calibration import ConformalRegressor
+from trustml.data import BaseDataset, HDF5Dataset, load_builtin, split_indices
+from trustml.exceptions import ProtocolError, TrustmlInputError
+from trustml.explain import attribute, completeness_check
+from trustml.models import build_from_factory, build_model, model_summary
+from trustml.protocol import _scoring
+from trustml.protocol.schema import Protocol
+from trustml.report import RunResults
+from trustml.uq import DeepEnsemble, Predictive
+from trustml.utils.seeding import child
+
+__all__ = ["RunOutcome", "run_protocol", "resolve_outdir"]
+
+log = logging.getLogger("trustml")
+
+#: Methods and options of protocol v1 this release runs; the schema knows the rest.
+_AVAILABLE = {
+    "uncertainty.method": ("deep_ensemble",),
+    "calibration.method": {"regression": ("conformal", "none"), "classification": ("none",)},
+}
+COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+@dataclass
+class RunOutcome:
+    """What :func:`run_protocol` returns: the results and where they were written."""
+
+    results: RunResults
+    outdir: Path | None
+
+    @property
+    def passed(self) -> bool:
+        return self.results.summary["verdict"] == "pass"
+
+
+@dataclass
+class _Plan:
+    """Everything resolved from the protocol before any training."""
+
+    dataset: BaseDataset
+    splits: dict[str, np.ndarray]
+    make_model: Any
+    output_dim: int
+    n_targets: int
+    target_names: list[str]
+    device: torch.device
+
+
+def resolve_outdir(protocol: Protocol, out: str | Path | None) -> Path:
+    """``--out`` wins, then ``report.out``, then ``reports/<name>``."""
+    if out is not None:
+        return Path(out)
+    if protocol.report.out:
+        return Path(protocol.report.out)
+    return Path("reports") / protocol.name
+
+
+def _device(protocol: Protocol) -> torch.device:
+    if protocol.device == "cuda" and not torch.cuda.is_available():
+        raise ProtocolError("'cuda' was asked for but no CUDA device is available", key="device")
+    if protocol.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(protocol.device)
+
+
+def _check_available(protocol: Protocol) -> None:
+    method = protocol.uncertainty.method
+    if method not in _AVAILABLE["uncertainty.method"]:
+        raise ProtocolError(
+            f"{method!r} is not available in this trustml release yet; available: "
+            + ", ".join(_AVAILABLE["uncertainty.method"]),
+            key="uncertainty.method",
+        )
+    cal = _AVAILABLE["calibration.method"][protocol.task]
+    if protocol.calibration.method not in cal:
+        raise ProtocolError(
+            f"{protocol.calibration.method!r} is not available for {protocol.task} in this "
+            f"trustml release yet; available: {', '.join(cal)}",
+            key="calibration.method",
+        )
+
+
+def _load_dataset(protocol: Protocol, base_dir: Path) -> BaseDataset:
+    spec = protocol.data
+    if spec.builtin is not None:
+        return load_builtin(spec.builtin, seed=child(protocol.seed, "data"), **spec.options)
+    h = spec.hdf5
+    path = Path(h.path)
+    if not path.is_absolute():
+        path = base_dir / path
+    return HDF5Dataset(path, inputs=h.inputs, targets=h.targets, groups=h.groups, validate=True)
+
+
+def _count_classes(ds: BaseDataset) -> int:
+    top = -1
+    for _, yb, _ in ds.iter_batches(batch_size=4096):
+        if np.any(yb < 0):
+            raise TrustmlInputError(f"{ds.source}: class labels must be >= 0")
+        top = max(top, int(yb.max()))
+    return top + 1
+
+
+def _plan(protocol: Protocol, base_dir: Path) -> _Plan:
+    _check_available(protocol)
+    device = _device(protocol)
+    ds = _load_dataset(protocol, base_dir)
+    if ds.task_hint != protocol.task:
+        raise ProtocolError(
+            f"the data's targets look like {ds.task_hint} ({ds.source}), but task is {protocol.task!r}",
+            key="task",
+        )
+    if protocol.task == "regression":
+        n_targets = int(np.prod(ds.target_shape)) if ds.target_shape else 1
+        output_dim = 2 * n_targets
+    else:
+        n_targets = _count_classes(ds)
+        output_dim = n_targets
+    names = list(getattr(ds, "target_names", None) or [f"y{i}" for i in range(n_targets)])
+    split = protocol.data.split
+    splits = split_indices(
+        len(ds),
+        {"train": split.train, "calibration": split.calibration, "test": split.test},
+        seed=child(protocol.seed, "split"),
+        groups=ds.groups,
+    )
+    for name, idx in splits.items():
+        if len(idx) < 2:
+            raise ProtocolError(
+                f"the {name} split has {len(idx)} samples; use more data or a larger fraction",
+                key="data.split",
+            )
+    m = protocol.model
+
+    def make_model() -> torch.nn.Module:
+        if m.builtin is not None:
+            return build_model(m.builtin, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options)
+        return build_from_factory(m.factory, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options)
+
+    try:
+        probe = make_model()
+    except TrustmlInputError as exc:
+        raise ProtocolError(str(exc), key="model") from None
+    x0, _ = ds.read(splits["train"][:2])
+    with torch.no_grad():
+        try:
+            out = probe(torch.as_tensor(x0, dtype=torch.float32))
+        except Exception as exc:  # a user's model failing on the data is a protocol error
+            raise ProtocolError(
+                f"the model fails on inputs of shape {list(x0.shape)}: {exc}".splitlines()[0], key="model"
+            ) from None
+    if out.ndim != 2 or out.shape[1] != output_dim:
+        expected = f"2*D = {output_dim} (means, then raw scales)" if protocol.task == "regression" else f"{output_dim} logits"
+        raise ProtocolError(f"the model outputs shape {list(out.shape)}; expected [N, {expected}]", key="model")
+    return _Plan(ds, splits, make_model, output_dim, n_targets, names, device)
+
+
+def _targets(ds: BaseDataset, idx: np.ndarray, task: str) -> np.ndarray:
+    _, y = ds.read(idx)
+    return np.asarray(y, dtype=np.int64) if task == "classification" else np.asarray(y, dtype=np.float64).reshape(len(idx), -1)
+
+
+def run_protocol(
+    protocol: Protocol,
+    protocol_text: str,
+    *,
+    base_dir: str | Path = ".",
+    out: str | Path | None = None,
+    write: bool = True,
+    progress: bool | None = None,
+    command: list[str] | None = None,
+) -> RunOutcome:
+    """Run ``protocol`` and (by default) write its report atomically.
+
+    Parameters
+    ----------
+    protocol : Protocol
+        A validated protocol (see :func:`trustml.protocol.load_protocol`).
+    protocol_text : str
+        The protocol file's text, stored with the results.
+    base_dir : path
+        Relative HDF5 paths in the protocol resolve against it (the protocol file's folder).
+    out : path, optional
+        Output folder; see :func:`resolve_outdir`.
+    write : bool
+        Write the report folder (``False`` returns the results only).
+    progress : bool, optional
+        Progress bars; default only on a terminal.
+
+    Returns
+    -------
+    RunOutcome
+    """
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    plan = _plan(protocol, Path(base_dir))
+    outdir = resolve_outdir(protocol, out) if write else None
+    ds, splits, task = plan.dataset, plan.splits, protocol.task
+    fingerprint = ds.fingerprint()
+
+    u = protocol.uncertainty
+    log.info("training a %d-member deep ensemble on %d samples", u.members, len(splits["train"]))
+    ensemble = DeepEnsemble(
+        plan.make_model, members=u.members, task=task, seed=protocol.seed, device=plan.device
+    ).fit(
+        ds.subset(splits["train"]),
+        epochs=u.train.epochs,
+        batch_size=u.train.batch_size,
+        lr=u.train.lr,
+        weight_decay=u.train.weight_decay,
+        progress=progress,
+    )
+    pred_cal = ensemble.predict(ds.subset(splits["calibration"]))
+    pred_test = ensemble.predict(ds.subset(splits["test"]))
+    y_cal = _targets(ds, splits["calibration"], task)
+    y_test = _targets(ds, splits["test"], task)
+    y_train = _targets(ds, splits["train"], task)
+
+    arrays: dict[str, np.ndarray] = {}
+    summary_cal: dict[str, Any] = {"method": protocol.calibration.method, "alpha": protocol.calibration.alpha}
+    if task == "regression":
+        level = 1.0 - protocol.calibration.alpha
+        lower, upper, cal_info = _calibrated_interval(protocol, pred_cal, y_cal, pred_test, level)
+        summary_cal.update(cal_info)
+        quantities = {"mean": pred_test.mean, "std": pred_test.std, "lower": lower, "upper": upper}
+        arrays.update({f"test/{k}": v for k, v in quantities.items()})
+        arrays["test/targets"] = y_test
+        arrays["test/epistemic_var"] = pred_test.epistemic_var
+        arrays["test/aleatoric_var"] = pred_test.aleatoric_var
+        coverage_curve = _coverage_curve(protocol, pred_cal, y_cal, pred_test, y_test)
+        baseline = _scoring.regression_baseline(y_train, len(y_test), level)
+    else:
+        quantities = {"probs": pred_test.probs}
+        arrays["test/probs"] = pred_test.probs
+        arrays["test/labels"] = y_test
+        coverage_curve = None
+        baseline = _scoring.classification_baseline(y_train, len(y_test), plan.n_targets)
+
+    boot_seed = child(protocol.seed, "bootstrap")
+    metrics = _scoring.score(protocol.metric_names, y_test, quantities, seed=boot_seed)
+    baseline_metrics = _scoring.score(protocol.metric_names, y_test, baseline, seed=boot_seed)
+
+    attribution_summary = None
+    if protocol.attribution is not None:
+        attribution_summary = _attribute(protocol, plan, ensemble, pred_test, arrays)
+
+    acceptance = _scoring.acceptance(protocol.acceptance, metrics)
+    verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
+    summary_model = model_summary(ensemble.members_[0])
+    summary: dict[str, Any] = {
+        "trustml_results": 1,
+        "name": protocol.name,
+        "task": task,
+        "seed": protocol.seed,
+        "verdict": verdict,
+        "metrics": metrics,
+        "baseline_metrics": baseline_metrics,
+        "acceptance": acceptance,
+        "data": {
+            "source": ds.source,
+            "n_samples": len(ds),
+            "input_shape": list(ds.input_shape),
+            "target_names": plan.target_names,
+            "splits": {k: len(v) for k, v in splits.items()},
+            "fingerprint": fingerprint,
+        },
+        "model": {
+            "name": protocol.model.builtin or protocol.model.factory,
+            "n_parameters": summary_model["n_parameters"],
+            "summary": summary_model["text"],
+        },
+        "uncertainty": {
+            "method": u.method,
+            "members": u.members,
+            "train": u.train.model_dump(),
+            "history": ensemble.history_,
+        },
+        "calibration": summary_cal,
+    }
+    if coverage_curve is not None:
+        summary["coverage_curve"] = coverage_curve
+    if attribution_summary is not None:
+        summary["attribution"] = attribution_summary
+    manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
+    results = RunResults(summary=_jsonable(summary), arrays=arrays, manifest=manifest, protocol_text=protocol_text)
+    if outdir is not None:
+        results.write(outdir)
+    return RunOutcome(results, outdir)
+
+
+def _calibrated_interval(
+    protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive, level: float
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
+    if protocol.calibration.method == "conformal":
+        conf = ConformalRegressor(alpha=1.0 - level).fit(pred_cal, y_cal)
+        lower, upper = conf.interval(pred_test)
+        return lower, upper, {"level": level, "std_multiplier": conf.q_.tolist(), "n_calibration": len(y_cal)}
+    lower, upper = pred_test.interval(level)
+    return lower, upper, {"level": level}
+
+
+def _coverage_curve(
+    protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive, y_test: np.ndarray
+) -> dict[str, list[float]]:
+    """Empirical vs nominal coverage of central intervals, before and after calibration."""
+    raw, calibrated = [], []
+    for level in COVERAGE_LEVELS:
+        lo, hi = pred_test.interval(level)
+        raw.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
+        lo, hi, _ = _calibrated_interval(protocol, pred_cal, y_cal, pred_test, level)
+        calibrated.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
+    return {"nominal": list(COVERAGE_LEVELS), "empirical_raw": raw, "empirical": calibrated}
+
+
+def _attribute(protocol: Protocol, plan: _Plan, ensemble: DeepEnsemble, pred_test: Predictive, arrays: dict) -> dict[str, Any]:
+    spec = protocol.attribution
+    assert spec is not None
+    idx = plan.splits["test"][: spec.n_examples]
+    x, _ = plan.dataset.read(idx)
+    if protocol.task == "regression":
+        if spec.target >= plan.n_targets:
+            raise ProtocolError(f"must be < {plan.n_targets} (the number of targets), got {spec.target}", key="attribution.target")
+        targets: Any = spec.target
+        target_text = f"predicted mean of {plan.target_names[spec.target]}"
+        target_index = np.full(len(idx), spec.target)
+    else:
+        target_index = pred_test.probs[: len(idx)].argmax(axis=1)
+        targets = torch.as_tensor(target_index)
+        target_text = "logit of the predicted class"
+    method = spec.methods[0]
+    attr = attribute(ensemble, x, method=method, target=targets, n_steps=spec.n_steps, internal_batch_size=64)
+    arrays["attribution/inputs"] = x
+    arrays["attribution/maps"] = attr.members.astype(np.float32)
+    arrays["attribution/target_index"] = target_index
+    checks = {}
+    if "completeness" in spec.checks:
+        checks["completeness"] = completeness_check(attr).as_dict()
+    return {"method": method, "n_examples": int(len(idx)), "target": target_text, "checks": checks}
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return None
+
+
+def _manifest(protocol: Protocol, text: str, fingerprint: str, device: torch.device, command: list[str] | None) -> dict[str, Any]:
+    return {
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "command": command if command is not None else sys.argv,
+        "seed": protocol.seed,
+        "protocol_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
+        "data_fingerprint": fingerprint,
+        "device": str(device),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "versions": {
+            d: _version(d)
+            for d in ("trustml", "torch", "numpy", "scipy", "pyro-ppl", "captum", "h5py", "arviz", "mpi4py")
+        },
+    }
+
+
+def _jsonable(obj: Any) -> Any:
+    """Plain Python types only, so results.json is stable and portable."""
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist())
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj

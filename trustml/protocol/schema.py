@@ -1,0 +1,374 @@
+"""The protocol file, version 1: a pydantic schema and a strict YAML loader.
+
+Every model forbids unknown keys, so a typo is an error that names the key path and suggests the
+closest valid key. Errors are raised as :class:`trustml.exceptions.ProtocolError` with one line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from trustml.exceptions import ProtocolError
+
+__all__ = [
+    "Protocol",
+    "load_protocol",
+    "parse_protocol",
+    "REGRESSION_METRICS",
+    "CLASSIFICATION_METRICS",
+]
+
+REGRESSION_METRICS = ("rmse", "mae", "nll", "crps", "coverage", "interval_width")
+CLASSIFICATION_METRICS = ("accuracy", "nll", "brier", "ece")
+_ALL_METRICS = tuple(dict.fromkeys(REGRESSION_METRICS + CLASSIFICATION_METRICS))
+
+PositiveInt = Annotated[int, Field(ge=1)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=False, frozen=True)
+
+
+class HDF5Source(_Strict):
+    """``data.hdf5``: where the arrays are inside an HDF5 file."""
+
+    path: str
+    inputs: str = "/x"
+    targets: str = "/y"
+    groups: str | None = None
+
+
+class Split(_Strict):
+    """Fractions of the samples for each split; they must sum to 1."""
+
+    train: Fraction = 0.7
+    calibration: Fraction = 0.15
+    test: Fraction = 0.15
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        total = self.train + self.calibration + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + calibration + test must sum to 1, got {total:.6g}")
+        return self
+
+
+class DataSpec(_Strict):
+    builtin: str | None = None
+    hdf5: HDF5Source | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    split: Split = Field(default_factory=Split)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.builtin is None) == (self.hdf5 is None):
+            raise ValueError("give exactly one of 'builtin' or 'hdf5'")
+        if self.hdf5 is not None and self.options:
+            raise ValueError("'options' apply to builtin datasets only")
+        return self
+
+
+class ModelSpec(_Strict):
+    builtin: Literal["cnn", "mlp", "lstm"] | None = None
+    factory: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelSpec:
+        if (self.builtin is None) == (self.factory is None):
+            raise ValueError("give exactly one of 'builtin' or 'factory'")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError(f"factory must look like 'pkg.module:function', got {self.factory!r}")
+        return self
+
+
+class TrainSpec(_Strict):
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: Annotated[float, Field(gt=0.0)] = 1e-3
+    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+
+
+class UncertaintySpec(_Strict):
+    method: Literal["deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout"] = "deep_ensemble"
+    members: Annotated[int, Field(ge=2)] = 5
+    train: TrainSpec = Field(default_factory=TrainSpec)
+
+
+class CalibrationSpec(_Strict):
+    method: Literal["temperature", "isotonic", "conformal", "none"] = "none"
+    alpha: Fraction = 0.1
+
+
+class AttributionSpec(_Strict):
+    methods: list[Literal["integrated_gradients"]] = Field(
+        default_factory=lambda: ["integrated_gradients"], min_length=1
+    )
+    n_examples: PositiveInt = 8
+    target: Annotated[int, Field(ge=0)] = 0
+    n_steps: PositiveInt = 50
+    checks: list[Literal["completeness"]] = Field(default_factory=lambda: ["completeness"])
+
+
+class Bound(_Strict):
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ReportSpec(_Strict):
+    out: str | None = None
+
+
+class Protocol(_Strict):
+    """A validated protocol (version 1). See ``trustml init`` for a commented example."""
+
+    trustml: Literal[1]
+    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataSpec
+    task: Literal["regression", "classification"]
+    model: ModelSpec
+    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    metrics: list[Literal[_ALL_METRICS]] | None = None  # type: ignore[valid-type]
+    attribution: AttributionSpec | None = None
+    acceptance: dict[str, Bound] = Field(default_factory=dict)
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("metrics are listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Protocol:
+        allowed = REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS
+        for i, m in enumerate(self.metric_names):
+            if m not in allowed:
+                raise _KeyedError(
+                    f"metrics[{i}]",
+                    f"{m!r} does not apply to task {self.task!r}; valid: {', '.join(allowed)}",
+                )
+        for key in self.acceptance:
+            if key not in self.metric_names:
+                raise _KeyedError(
+                    f"acceptance.{key}",
+                    f"not a metric of this protocol; metrics: {', '.join(self.metric_names)}",
+                )
+        return self
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics to compute: those listed, or every metric of the task."""
+        if self.metrics is not None:
+            return list(self.metrics)
+        return list(REGRESSION_METRICS if self.task == "regression" else CLASSIFICATION_METRICS)
+
+
+class _KeyedError(ValueError):
+    """A cross-field error that knows which key it is about."""
+
+    def __init__(self, key: str, message: str) -> None:
+        self.key = key
+        super().__init__(message)
+
+
+class _StrictSafeLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate mapping keys instead of keeping the last one."""
+
+
+def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False):
+    seen: dict[Any, int] = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise ProtocolError(
+                f"duplicate key {key!r} at line {key_node.start_mark.line + 1} "
+                f"(first at line {seen[key] + 1})"
+            )
+        seen[key] = key_node.start_mark.line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_StrictSafeLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping
+)
+
+
+def _format_loc(loc: tuple[Any, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
+    """The pydantic model that owns the mapping at ``loc`` (for 'did you mean')."""
+    model: Any = Protocol
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        model = next(
+            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
+        )
+    return model
+
+
+_BOUND_WORDS = {
+    "greater_than_equal": ">=",
+    "greater_than": ">",
+    "less_than_equal": "<=",
+    "less_than": "<",
+}
+
+
+def _pretty(err: dict[str, Any]) -> tuple[str, str]:
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    # pydantic inserts the Literal/union branch name into loc; drop such parts.
+    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("literal"))))
+    key = _format_loc(loc) or "protocol"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        parent = _model_at(loc[:-1])
+        valid = sorted(parent.model_fields) if parent is not None else []
+        hint = difflib.get_close_matches(str(loc[-1]), valid, n=1)
+        msg = "unknown key"
+        if hint:
+            msg += f"; did you mean '{hint[0]}'?"
+        if valid:
+            msg += f" (valid here: {', '.join(valid)})"
+        return key, msg
+    if kind == "missing":
+        return key, "required key is missing"
+    ctx = err.get("ctx") or {}
+    got = f", got {err['input']!r}" if "input" in err else ""
+    if kind in _BOUND_WORDS:
+        (bound,) = (ctx[k] for k in ("ge", "gt", "le", "lt") if k in ctx)
+        return key, f"must be {_BOUND_WORDS[kind]} {bound}{got}"
+    if kind == "literal_error":
+        return key, f"must be one of {ctx.get('expected', '')}{got}"
+    msg = err["msg"]
+    if msg.startswith("Value error, "):
+        # Our own validators' messages already say what came.
+        return key, msg[len("Value error, ") :]
+    if kind in ("model_type", "dict_type"):
+        return key, f"expected a mapping, got {type(err.get('input')).__name__}"
+    return key, msg[0].lower() + msg[1:] + got
+
+
+def parse_protocol(raw: Any) -> Protocol:
+    """Validate an already-loaded mapping (e.g. from YAML) into a :class:`Protocol`."""
+    if not isinstance(raw, dict):
+        raise ProtocolError(f"expected a mapping at the top level, got {type(raw).__name__}")
+    if "trustml" not in raw:
+        raise ProtocolError("required key is missing (the schema version, 'trustml: 1')", key="trustml")
+    try:
+        return Protocol.model_validate(raw)
+    except ValidationError as exc:
+        errors = exc.errors()
+        # Cross-field errors raised with _KeyedError carry a better key than pydantic's loc.
+        for e in errors:
+            ctx_err = (e.get("ctx") or {}).get("error")
+            if isinstance(ctx_err, _KeyedError):
+                raise ProtocolError(str(ctx_err), key=ctx_err.key) from None
+        # Report unknown keys first: a typo often causes a 'missing' error too.
+        errors.sort(key=lambda e: e["type"] != "extra_forbidden")
+        key, msg = _pretty(errors[0])
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise ProtocolError(msg + more, key=key) from None
+
+
+def load_yaml(text: str, *, source: str = "protocol") -> Any:
+    """Safely load YAML text; syntax errors name the line, duplicate keys are rejected."""
+    try:
+        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+    except ProtocolError as exc:
+        raise ProtocolError(f"{source}: {exc}") from None
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = exc.problem or exc.context or "invalid YAML"
+        raise ProtocolError(f"{source}: YAML syntax error{where}: {problem}") from None
+    except yaml.YAMLError as exc:
+        raise ProtocolError(f"{source}: invalid YAML: {exc}".splitlines()[0]) from None
+
+
+def load_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple[Protocol, str]:
+    """Read, override and validate a protocol file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The protocol YAML file.
+    overrides : list of str, optional
+        ``"key.path=value"`` items applied before validation (``value`` is parsed as YAML).
+
+    Returns
+    -------
+    protocol : Protocol
+    text : str
+        The file's text (kept verbatim in the report for reproduction).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ProtocolError(f"{p}: protocol file not found") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ProtocolError(f"{p}: cannot read protocol file ({exc.__class__.__name__})") from None
+    raw = load_yaml(text, source=str(p))
+    for item in overrides or []:
+        raw = _apply_override(raw, item)
+    return parse_protocol(raw), text
+
+
+def _apply_override(raw: Any, item: str) -> Any:
+    if "=" not in item:
+        raise ProtocolError(f"--set expects key.path=value, got {item!r}")
+    key, value = item.split("=", 1)
+    parts = key.strip().split(".")
+    if not all(parts) or not isinstance(raw, dict):
+        raise ProtocolError(f"--set: invalid key path {key!r}")
+    node = raw
+    for part in parts[:-1]:
+        nxt = node.get(part)
+        if nxt is None:
+            nxt = node[part] = {}
+        if not isinstance(nxt, dict):
+            raise ProtocolError(f"--set: {key!r} goes through {part!r}, which is not a mapping")
+        node = nxt
+    node[parts[-1]] = load_yaml(value, source=f"--set {key}")
+    return raw

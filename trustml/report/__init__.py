@@ -1,0 +1,23 @@
+"""Reports: a run's results -> ``results.json``, ``arrays.h5``, ``manifest.json``, ``report.html``.
+
+The report layer reads only a :class:`RunResults`; it never imports models, training or
+attribution code, so any report can be rebuilt from a results directory without a GPU.
+"""
+
+from trustml.report.html import render_html
+from trustml.report.results import (
+    FORMAT_VERSION,
+    RESULT_FILES,
+    RunResults,
+    rebuild_report,
+    write_report,
+)
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RESULT_FILES",
+    "RunResults",
+    "rebuild_report",
+    "render_html",
+    "write_report",
+]

@@ -1,0 +1,278 @@
+"""The results of one evaluation run: the only thing a report is built from.
+
+A :class:`RunResults` holds fixed groups (``summary``, ``arrays``, ``manifest``,
+``protocol_text``), much like an ArviZ ``InferenceData``. It is written to, and read back from, a
+results directory::
+
+    OUTDIR/
+        results.json    summary: every number (sorted keys, shortest round-trip floats)
+        arrays.h5       arrays at their paths ("test/mean", ...), gzip-compressed
+        manifest.json   provenance: versions, command line, hashes, created_at
+        protocol.yaml   the protocol exactly as given
+        report.html     the reviewer-facing report, rendered from the above
+
+Nothing here imports a model or training code, so any report can be rebuilt without a GPU.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from trustml.exceptions import DataError
+from trustml.utils.atomic import atomic_directory, atomic_write_text
+
+__all__ = [
+    "FORMAT_VERSION",
+    "RESULT_FILES",
+    "RunResults",
+    "json_bytes",
+    "rebuild_report",
+    "write_report",
+]
+
+FORMAT_VERSION = 1
+"""Version of the results-directory layout, stored as an attribute of ``arrays.h5``."""
+
+RESULT_FILES = ("results.json", "manifest.json", "arrays.h5", "protocol.yaml", "report.html")
+_REQUIRED = RESULT_FILES[:4]  # report.html can always be rebuilt from the other four
+_FORMAT_ATTR = "trustml_results_format"
+_KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
+_NUMERIC_KINDS = "biufc"
+
+
+@dataclass(eq=False)
+class RunResults:
+    """Everything one evaluation run produced.
+
+    Parameters
+    ----------
+    summary : dict
+        JSON-serialisable numbers and labels; written to ``results.json``. Holds no timestamps or
+        hostnames, so the same protocol and seed give a byte-identical file. Non-finite floats are
+        written as ``null``.
+    arrays : dict of str to numpy.ndarray
+        Arrays keyed by HDF5 path, e.g. ``"test/mean"`` of shape ``(n_test, n_targets)``.
+    manifest : dict
+        Provenance (``created_at``, library versions, command line, seed, hashes).
+    protocol_text : str
+        The protocol YAML exactly as given.
+
+    Examples
+    --------
+    >>> res = RunResults(summary={"name": "demo", "verdict": "pass"})  # doctest: +SKIP
+    >>> res.write("reports/demo")  # doctest: +SKIP
+    >>> RunResults.load("reports/demo").summary["verdict"]  # doctest: +SKIP
+    'pass'
+    """
+
+    summary: dict[str, Any]
+    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    protocol_text: str = ""
+
+    def __post_init__(self) -> None:
+        for name in ("summary", "manifest", "arrays"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise TypeError(f"RunResults.{name} must be a dict, got {type(value).__name__}")
+        if not isinstance(self.protocol_text, str):
+            raise TypeError(
+                f"RunResults.protocol_text must be a str, got {type(self.protocol_text).__name__}"
+            )
+        self.arrays = _checked_arrays(self.arrays)
+
+    def write(self, outdir: str | Path) -> Path:
+        """Atomically write the results directory ``outdir`` and return its resolved path.
+
+        ``outdir`` appears only once every file, ``report.html`` included, is complete; an
+        existing ``outdir`` is replaced only then, and left as it was if anything fails.
+        """
+        summary_bytes = json_bytes(self.summary, name="summary")
+        manifest_bytes = json_bytes(self.manifest, name="manifest")
+        # Render from what load() will return, so a rebuilt report equals the original.
+        canonical = RunResults(
+            summary=json.loads(summary_bytes),
+            arrays=self.arrays,
+            manifest=json.loads(manifest_bytes),
+            protocol_text=self.protocol_text,
+        )
+        from trustml.report import html as _html  # late: html imports this module
+
+        with atomic_directory(outdir) as tmp:
+            (tmp / "results.json").write_bytes(summary_bytes)
+            (tmp / "manifest.json").write_bytes(manifest_bytes)
+            (tmp / "protocol.yaml").write_bytes(self.protocol_text.encode("utf-8"))
+            _write_arrays(tmp / "arrays.h5", self.arrays)
+            page = _html.render_html(canonical, outdir=str(outdir))
+            (tmp / "report.html").write_bytes(page.encode("utf-8"))
+        return Path(outdir).resolve()
+
+    @classmethod
+    def load(cls, outdir: str | Path) -> RunResults:
+        """Read a results directory written by :meth:`write`.
+
+        Raises
+        ------
+        DataError
+            If ``outdir`` is not a complete trustml results directory, or a file in it is corrupt.
+        """
+        outdir = Path(outdir)
+        if not outdir.is_dir():
+            raise DataError(f"{outdir}: no such results directory (expected the OUTDIR of a run)")
+        missing = [name for name in _REQUIRED if not (outdir / name).is_file()]
+        if missing:
+            raise DataError(
+                f"{outdir} is not a trustml results directory: missing {', '.join(missing)}"
+            )
+        try:
+            protocol_text = (outdir / "protocol.yaml").read_bytes().decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{outdir / 'protocol.yaml'}: not UTF-8 text ({exc})") from None
+        return cls(
+            summary=_read_json(outdir / "results.json"),
+            arrays=_read_arrays(outdir / "arrays.h5"),
+            manifest=_read_json(outdir / "manifest.json"),
+            protocol_text=protocol_text,
+        )
+
+
+def write_report(results: RunResults, outdir: str | Path) -> Path:
+    """Write ``results`` and its report to ``outdir``; same as ``results.write(outdir)``."""
+    return results.write(outdir)
+
+
+def rebuild_report(outdir: str | Path) -> Path:
+    """Re-render ``OUTDIR/report.html`` from the saved results, without re-running anything.
+
+    Returns the path of the report. The other files are left untouched.
+    """
+    from trustml.report import html as _html
+
+    results = RunResults.load(outdir)
+    path = Path(outdir) / "report.html"
+    atomic_write_text(path, _html.render_html(results, outdir=str(outdir)))
+    return path.resolve()
+
+
+def json_bytes(obj: Mapping[str, Any], *, name: str = "summary") -> bytes:
+    """Serialise ``obj`` deterministically: sorted keys, shortest round-trip floats, UTF-8.
+
+    numpy scalars and arrays become plain numbers and lists; tuples become lists; non-finite
+    floats become ``null``. Anything else raises a ``TypeError`` naming its key path.
+    """
+    text = json.dumps(
+        _jsonable(obj, name), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
+    )
+    return (text + "\n").encode("utf-8")
+
+
+def _jsonable(obj: Any, path: str) -> Any:
+    if obj is None or isinstance(obj, bool | str):
+        return obj
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, int | np.integer):
+        return int(obj)
+    if isinstance(obj, float | np.floating):
+        value = float(obj)
+        return value if math.isfinite(value) else None
+    if isinstance(obj, Mapping):
+        out = {}
+        for key, value in obj.items():
+            if not isinstance(key, str):
+                raise TypeError(f"{path}: keys must be str, got {key!r} ({type(key).__name__})")
+            out[key] = _jsonable(value, f"{path}.{key}")
+        return out
+    if isinstance(obj, list | tuple):
+        return [_jsonable(value, f"{path}[{i}]") for i, value in enumerate(obj)]
+    if isinstance(obj, np.ndarray):
+        return _jsonable(obj.tolist(), path)
+    raise TypeError(f"{path} is not JSON-serialisable: got {type(obj).__name__}")
+
+
+def _checked_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    out: dict[str, np.ndarray] = {}
+    for key, value in arrays.items():
+        if not isinstance(key, str) or not _KEY_RE.match(key):
+            raise ValueError(
+                f"RunResults.arrays key {key!r} must be a path like 'test/mean' "
+                "(letters, digits, '_', '.', '-', separated by '/')"
+            )
+        array = np.asarray(value)
+        if array.dtype.kind not in _NUMERIC_KINDS + "U":
+            raise TypeError(
+                f"RunResults.arrays[{key!r}] must hold numbers, booleans or str, "
+                f"got dtype {array.dtype}"
+            )
+        out[key] = array
+    for key in out:
+        parts = key.split("/")
+        for i in range(1, len(parts)):
+            if "/".join(parts[:i]) in out:
+                raise ValueError(
+                    f"RunResults.arrays key {key!r} lies under the array {'/'.join(parts[:i])!r}"
+                )
+    return out
+
+
+def _write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+    with h5py.File(path, "w") as f:
+        f.attrs[_FORMAT_ATTR] = FORMAT_VERSION
+        for key in sorted(arrays):
+            array = arrays[key]
+            # track_times=False keeps arrays.h5 byte-identical between identical runs.
+            kwargs: dict[str, Any] = {"track_times": False}
+            if array.ndim >= 1 and array.size > 0:
+                kwargs.update(compression="gzip", compression_opts=4, shuffle=True)
+            if array.dtype.kind == "U":
+                data = np.asarray(array.astype(object))
+                ds = f.create_dataset(key, data=data, dtype=h5py.string_dtype(), **kwargs)
+                ds.attrs["numpy_dtype"] = array.dtype.str
+            else:
+                f.create_dataset(key, data=array, **kwargs)
+
+
+def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with h5py.File(path, "r") as f:
+            version = f.attrs.get(_FORMAT_ATTR)
+            if version is None:
+                raise DataError(f"{path}: not written by trustml (no '{_FORMAT_ATTR}' attribute)")
+            if int(version) > FORMAT_VERSION:
+                raise DataError(
+                    f"{path}: results format {int(version)} is newer than this trustml "
+                    f"understands ({FORMAT_VERSION}); upgrade trustml"
+                )
+            arrays: dict[str, np.ndarray] = {}
+
+            def visit(name: str, obj: Any) -> None:
+                if isinstance(obj, h5py.Dataset):
+                    if "numpy_dtype" in obj.attrs:
+                        dtype = np.dtype(str(obj.attrs["numpy_dtype"]))
+                        arrays[name] = np.asarray(obj.asstr()[()]).astype(dtype)
+                    else:
+                        arrays[name] = np.asarray(obj[()])
+
+            f.visititems(visit)
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
+    return dict(sorted(arrays.items()))
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        value = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object, got {type(value).__name__}")
+    return value
