@@ -1,0 +1,56 @@
+"""Data layer: HDF5 and in-memory datasets, builtin datasets, splits and fingerprints.
+
+Every dataset implements :class:`BaseDataset`: ``read(indices)`` and ``iter_batches`` return
+float32 inputs ``(n, *input_shape)`` and targets ``(n, D)`` float32 or ``(n,)`` int64, read in
+chunks; ``fingerprint()`` and ``validate()`` stream over the whole dataset with bounded memory.
+Every problem with the data raises :class:`DataError` with a one-line message naming the file
+(or source) and the array.
+
+Examples
+--------
+>>> from trustml.data import load_builtin, split_indices
+>>> ds = load_builtin("cosmology2d", seed=1234, n=200)
+>>> parts = split_indices(ds.n_samples, {"train": 0.7, "calibration": 0.15, "test": 0.15}, seed=1234)
+>>> x, y = ds.read(parts["test"])
+"""
+
+from __future__ import annotations
+
+from trustml.data._array import ArrayDataset
+from trustml.data._base import BaseDataset
+from trustml.data._builtin import builtin_names, export_builtin, load_builtin
+from trustml.data._hdf5 import HDF5Dataset
+from trustml.data._splits import split_indices
+from trustml.exceptions import DataError
+
+__all__ = [
+    "ArrayDataset",
+    "BaseDataset",
+    "DataError",
+    "HDF5Dataset",
+    "builtin_names",
+    "export_builtin",
+    "load_builtin",
+    "split_indices",
+    "target_names",
+]
+
+
+def target_names(dataset: BaseDataset) -> list[str]:
+    """Names of the targets of ``dataset`` (same as ``dataset.target_names``).
+
+    Regression: one name per target column, from the dataset (``["log_A", "n"]`` for the
+    cosmology builtins, the ``target_names`` attribute of an HDF5 targets dataset) or
+    ``["y0", "y1", ...]``. Classification: one name per class ``0..n_classes-1`` (declared
+    names, e.g. ``"0".."9"`` for digits, or the labels as strings, ``n_classes = max label + 1``).
+
+    Parameters
+    ----------
+    dataset : BaseDataset
+
+    Returns
+    -------
+    list of str
+        Of length ``D`` (regression) or ``n_classes`` (classification).
+    """
+    return dataset.target_names

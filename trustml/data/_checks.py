@@ -44,7 +44,16 @@ def one_line(text: object) -> str:
 
 
 def _describe(dtype: np.dtype) -> str:
-    kinds = {"S": "bytes", "U": "string", "O": "object/string", "V": "compound", "b": "bool", "c": "complex"}
+    if dtype.kind == "O" and (dtype.metadata or {}).get("vlen") in (str, bytes):
+        return "variable-length string"
+    kinds = {
+        "S": "bytes",
+        "U": "string",
+        "O": "object",
+        "V": "compound",
+        "b": "bool",
+        "c": "complex",
+    }
     kind = kinds.get(dtype.kind)
     return f"{dtype} ({kind})" if kind else str(dtype)
 
@@ -69,7 +78,13 @@ def check_input_meta(
 
 
 def check_target_meta(
-    shape: Sequence[int], dtype: np.dtype, n_samples: int, *, prefix: str, name: str, input_name: str
+    shape: Sequence[int],
+    dtype: np.dtype,
+    n_samples: int,
+    *,
+    prefix: str,
+    name: str,
+    input_name: str,
 ) -> None:
     """Targets: float ``[N]``/``[N, D]`` or integer ``[N]``, with as many samples as the inputs."""
     if dtype.kind not in "fiu":
@@ -79,11 +94,11 @@ def check_target_meta(
             f"{prefix}: {name} has dtype {dtype} and shape {tuple(shape)}; expected {_TARGET_HELP}"
         )
     if len(shape) == 2 and shape[1] == 0:
-        raise DataError(f"{prefix}: {name} has shape {tuple(shape)}; expected at least one target column")
-    if shape[0] != n_samples:
         raise DataError(
-            f"{prefix}: {input_name} has {n_samples} samples but {name} has {shape[0]}"
+            f"{prefix}: {name} has shape {tuple(shape)}; expected at least one target column"
         )
+    if shape[0] != n_samples:
+        raise DataError(f"{prefix}: {input_name} has {n_samples} samples but {name} has {shape[0]}")
 
 
 def check_groups(groups: object, n_samples: int, *, prefix: str, name: str) -> np.ndarray:
@@ -94,7 +109,9 @@ def check_groups(groups: object, n_samples: int, *, prefix: str, name: str) -> n
     elif g.dtype.kind == "O":
         if not all(isinstance(v, str | bytes) for v in g.ravel()):
             raise DataError(f"{prefix}: {name} holds objects; expected integer or string group ids")
-        g = np.array([v.decode("utf-8") if isinstance(v, bytes) else v for v in g.ravel()], dtype=str)
+        g = np.array(
+            [v.decode("utf-8") if isinstance(v, bytes) else v for v in g.ravel()], dtype=str
+        )
         g = g.reshape(np.shape(groups))
     if g.dtype.kind not in "iuU":
         raise DataError(
@@ -103,7 +120,9 @@ def check_groups(groups: object, n_samples: int, *, prefix: str, name: str) -> n
     if g.ndim != 1:
         raise DataError(f"{prefix}: {name} has shape {g.shape}; expected [N] group ids")
     if g.shape[0] != n_samples:
-        raise DataError(f"{prefix}: {name} has {g.shape[0]} entries but the inputs have {n_samples} samples")
+        raise DataError(
+            f"{prefix}: {name} has {g.shape[0]} entries but the inputs have {n_samples} samples"
+        )
     return g
 
 

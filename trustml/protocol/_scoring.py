@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from trustml import metrics as M
-
-# Each metric: which predictive quantities it reads, and how.
-_REGRESSION: dict[str, tuple[tuple[str, ...], Callable[..., float]]] = {
-    "rmse": (("mean",), M.rmse),
-    "mae": (("mean",), M.mae),
-    "nll": (("mean", "std"), M.gaussian_nll),
-    "crps": (("mean", "std"), M.crps_gaussian),
-    "coverage": (("lower", "upper"), M.coverage),
-    "interval_width": (("lower", "upper"), lambda y, lo, hi: M.interval_width(lo, hi)),
-}
-_CLASSIFICATION: dict[str, tuple[tuple[str, ...], Callable[..., float]]] = {
-    "accuracy": (("probs",), M.accuracy),
-    "nll": (("probs",), M.nll_categorical),
-    "brier": (("probs",), M.brier_score),
-    "ece": (("probs",), M.expected_calibration_error),
-}
 
 N_BOOT = 1000
 
@@ -41,10 +25,15 @@ def score(
 
     The task is read from the quantities given (``probs`` -> classification).
     """
-    table = _CLASSIFICATION if "probs" in quantities else _REGRESSION
+    task = "classification" if "probs" in quantities else "regression"
     out: dict[str, dict[str, Any]] = {}
     for name in names:
-        needs, fn = table[name]
+        spec = M.METRICS.get(name)
+        needs = spec.needs(task)
+
+        def fn(y_: np.ndarray, *q: np.ndarray, _spec=spec, _needs=needs) -> float:
+            return _spec.compute(task, y_, **dict(zip(_needs, q, strict=True)))
+
         arrays = [y, *(quantities[q] for q in needs)]
         value = float(fn(*arrays))
         lo, hi = M.bootstrap_ci(fn, *arrays, n_boot=n_boot, level=0.95, seed=seed)

@@ -302,7 +302,7 @@ def run_protocol(
     if attribution_summary is not None:
         summary["attribution"] = attribution_summary
     manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
-    results = RunResults(summary=_jsonable(summary), arrays=arrays, manifest=manifest, protocol_text=protocol_text)
+    results = RunResults(summary=summary, arrays=arrays, manifest=manifest, protocol_text=protocol_text)
     if outdir is not None:
         results.write(outdir)
     return RunOutcome(results, outdir)
@@ -381,16 +381,3 @@ def _manifest(protocol: Protocol, text: str, fingerprint: str, device: torch.dev
             for d in ("trustml", "torch", "numpy", "scipy", "pyro-ppl", "captum", "h5py", "arviz", "mpi4py")
         },
     }
-
-
-def _jsonable(obj: Any) -> Any:
-    """Plain Python types only, so results.json is stable and portable."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, np.generic):
-        return obj.item()
-    return obj

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import difflib
 import math
+import types
+import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -232,19 +234,21 @@ def _format_loc(loc: tuple[Any, ...]) -> str:
 
 def _model_at(loc: tuple[Any, ...]) -> type[BaseModel] | None:
     """The pydantic model that owns the mapping at ``loc`` (for 'did you mean')."""
-    model: Any = Protocol
+    ann: Any = Protocol
     for part in loc:
-        if isinstance(part, int) or model is None:
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            field = ann.model_fields.get(part) if isinstance(part, str) else None
+            if field is None:
+                return None
+            ann = field.annotation
+        elif typing.get_origin(ann) in (dict, list):
+            ann = typing.get_args(ann)[-1]  # a dict's values or a list's items
+        else:
             return None
-        field = model.model_fields.get(part)
-        if field is None:
-            return None
-        ann = field.annotation
-        candidates = [ann, *getattr(ann, "__args__", ())]
-        model = next(
-            (c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)), None
-        )
-    return model
+        # Optional[Model] and other unions: take the model branch.
+        if typing.get_origin(ann) in (types.UnionType, typing.Union):
+            ann = next((a for a in typing.get_args(ann) if a is not type(None)), ann)
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
 
 
 _BOUND_WORDS = {

@@ -17,6 +17,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.ticker import MaxNLocator
 
 from trustml.exceptions import DataError
 
@@ -79,6 +80,7 @@ def training_curves(history: Mapping[str, Any]) -> Figure | None:
     if values.size and values.min() > 0 and values.max() / values.min() > 30:
         ax.set_yscale("log")
     ax.set_xlabel("epoch")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel("loss")
     ax.set_title("Training loss per ensemble member")
     handles = [Line2D([], [], color=GREY, lw=1.4, label="training")]
@@ -152,6 +154,8 @@ def predicted_vs_true(
     coverage in each title uses them all.
     """
     y, mu = _as_2d(targets, "test/targets"), _as_2d(mean, "test/mean")
+    lo: np.ndarray | None
+    hi: np.ndarray | None
     _same_shape(mu, y, "test/mean", "test/targets")
     if lower is not None and upper is not None:
         lo, hi = _as_2d(lower, "test/lower"), _as_2d(upper, "test/upper")
@@ -167,9 +171,11 @@ def predicted_vs_true(
         lo = hi = None
         band = ""
     n, d = y.shape
-    names = list(target_names or [])[:d] + [f"target {i}" for i in range(len(target_names or []), d)]
+    names = list(target_names or [])[:d] + [
+        f"target {i}" for i in range(len(target_names or []), d)
+    ]
     unit_list = list(units or []) + [None] * d
-    idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int)) if n else []
+    idx = np.unique(np.linspace(0, n - 1, min(n, max_points)).round().astype(int))
     ncols = min(d, 3)
     nrows = -(-d // ncols)
     fig = _figure(3.6 * ncols, 3.5 * nrows)
@@ -188,15 +194,27 @@ def predicted_vs_true(
             inside = np.ones(yj.shape, dtype=bool)
         ax.scatter(yj[inside], mj[inside], s=9, color=BLUE, label="interval covers truth")
         if (~inside).any():
-            ax.scatter(yj[~inside], mj[~inside], s=14, marker="x", color=VERMILLION,
-                       label="interval misses truth")
+            ax.scatter(
+                yj[~inside],
+                mj[~inside],
+                s=14,
+                marker="x",
+                color=VERMILLION,
+                label="interval misses truth",
+            )
         finite = np.concatenate([yj, mj])
         finite = finite[np.isfinite(finite)]
         if finite.size:
             lo_lim, hi_lim = float(finite.min()), float(finite.max())
             pad = 0.05 * (hi_lim - lo_lim or 1.0)
-            ax.plot([lo_lim - pad, hi_lim + pad], [lo_lim - pad, hi_lim + pad], color=GREY,
-                    ls=":", lw=1, label="predicted = true")
+            ax.plot(
+                [lo_lim - pad, hi_lim + pad],
+                [lo_lim - pad, hi_lim + pad],
+                color=GREY,
+                ls=":",
+                lw=1,
+                label="predicted = true",
+            )
         ax.set_xlabel(_label(f"true {names[j]}", unit_list[j]))
         ax.set_ylabel(_label(f"predicted {names[j]}", unit_list[j]))
         ax.set_title(title, fontsize="medium")
@@ -233,10 +251,17 @@ def reliability_diagram(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 
     centres = 0.5 * (edges[:-1] + edges[1:])
     fig = _figure(4.4, 4.2)
     ax = fig.add_subplot()
-    ax.plot([0, 1], [0, 1], color=GREY, ls=":", lw=1, label="ideal (diagonal)")
+    ax.plot([0, 1], [0, 1], color=GREY, ls=":", lw=1, label="ideal (diagonal)", zorder=3)
     has = counts > 0
-    ax.bar(centres[has], acc[has], width=1 / n_bins, color=BLUE, alpha=0.75, edgecolor="white",
-           label="accuracy per confidence bin")
+    ax.bar(
+        centres[has],
+        acc[has],
+        width=1 / n_bins,
+        color=BLUE,
+        alpha=0.75,
+        edgecolor="white",
+        label="accuracy per confidence bin",
+    )
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 1)
     ax.set_aspect("equal")
@@ -323,8 +348,9 @@ def _attribution_lines(
         ax_in.plot(pos, x[c], color=colour, lw=1.2, label=f"channel {c}")
         ax_at.plot(pos, mean[c], color=colour, lw=1.2, label=f"channel {c}")
         if std is not None:
-            ax_at.fill_between(pos, mean[c] - std[c], mean[c] + std[c], color=colour, alpha=0.25,
-                               lw=0)
+            ax_at.fill_between(
+                pos, mean[c] - std[c], mean[c] + std[c], color=colour, alpha=0.25, lw=0
+            )
     ax_at.axhline(0, color="black", lw=0.6)
     shown = "" if n_channels == x.shape[0] else f" (channels 0-{n_channels - 1} of {x.shape[0]})"
     ax_in.set_title(input_label + shown)
@@ -355,8 +381,9 @@ def _attribution_images(
             (mean[c], "RdBu_r", signed, "attribution, member mean" + channel, "attribution"),
         ]
         if std is not None:
-            panels.append((std[c], "viridis", None, "attribution, std over members" + channel,
-                           "std"))
+            panels.append(
+                (std[c], "viridis", None, "attribution, std over members" + channel, "std")
+            )
         for ax, (img, cmap, norm, panel_title, cbar_label) in zip(axes[c], panels, strict=True):
             im = ax.imshow(img, cmap=cmap, norm=norm, interpolation="nearest")
             ax.set_title(panel_title, fontsize="small")
@@ -374,7 +401,7 @@ def _as_2d(array: np.ndarray, name: str) -> np.ndarray:
     a = np.asarray(array, dtype=float)
     if a.ndim == 1:
         a = a[:, None]
-    if a.ndim != 2:
+    if a.ndim != 2 or a.shape[1] == 0:
         raise DataError(f"arrays[{name!r}] has shape {a.shape}, expected (n_samples, n_targets)")
     return a
 

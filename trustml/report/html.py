@@ -143,14 +143,23 @@ def _verdict(s: Mapping[str, Any]) -> dict[str, Any]:
             {
                 "metric": metric,
                 "value": item.get("value"),
-                "ci": _dict(metrics.get(metric)).get("ci"),
+                "ci": item.get("ci", _dict(metrics.get(metric)).get("ci")),
                 "criterion": f"{sign} {format_number(item.get('threshold'))}",
                 "passed": bool(item.get("passed")),
             }
         )
     any_failed = any(not r["passed"] for r in rows)
-    inconsistent = (status == "pass" and any_failed) or (status == "fail" and rows and not any_failed)
+    inconsistent = (status == "pass" and any_failed) or (
+        status == "fail" and rows and not any_failed
+    )
     return {"status": status, "rows": rows, "inconsistent": bool(inconsistent)}
+
+
+_SPLIT_ORDER = ("train", "calibration", "test")
+
+
+def _split_rank(name: str) -> tuple[int, str]:
+    return (_SPLIT_ORDER.index(name), "") if name in _SPLIT_ORDER else (len(_SPLIT_ORDER), name)
 
 
 def _data(s: Mapping[str, Any]) -> dict[str, Any] | None:
@@ -159,6 +168,7 @@ def _data(s: Mapping[str, Any]) -> dict[str, Any] | None:
     d = _dict(s["data"])
     shape = d.get("input_shape")
     splits = _dict(d.get("splits"))
+    splits = {k: splits[k] for k in sorted(splits, key=_split_rank)}
     total = sum(v for v in splits.values() if isinstance(v, int | float)) or None
     return {
         "source": d.get("source"),
@@ -277,7 +287,9 @@ def _attribution(s: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict
         }
         for name, c in _dict(info.get("checks")).items()
     ]
-    examples, note, n_members = [], None, None
+    examples: list[dict[str, Any]] = []
+    note: str | None = None
+    n_members: int | None = None
     if has_arrays:
         examples, note, n_members = _attribution_examples(s, arrays)
     return {

@@ -6,8 +6,13 @@ rank, so the numbers do not depend on how members are spread over processes.
 
 from __future__ import annotations
 
+import hashlib
+from typing import TYPE_CHECKING
+
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch is imported lazily: layer 0 stays light for the report layer
+    import torch
 
 __all__ = ["as_seed_sequence", "member_seed_sequences", "torch_generator", "child"]
 
@@ -31,8 +36,10 @@ def child(seed: SeedLike, name: str) -> np.random.SeedSequence:
     The name is hashed into the spawn key so adding a new stream never shifts existing ones.
     """
     ss = as_seed_sequence(seed)
-    tag = int.from_bytes(name.encode()[:8].ljust(8, b"\0"), "little")
-    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, tag, len(name)))
+    digest = hashlib.sha256(name.encode("utf-8")).digest()
+    tag = int.from_bytes(digest[:8], "little")
+    # Two words, so a named child never equals a member child (spawn keys of one word).
+    return np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, tag, 0))
 
 
 def member_seed_sequences(seed: SeedLike, members: int) -> list[np.random.SeedSequence]:
@@ -47,6 +54,8 @@ def member_seed_sequences(seed: SeedLike, members: int) -> list[np.random.SeedSe
 
 def torch_generator(seed: SeedLike, device: str | torch.device = "cpu") -> torch.Generator:
     """A :class:`torch.Generator` seeded from ``seed``."""
+    import torch
+
     ss = as_seed_sequence(seed)
     g = torch.Generator(device=device)
     g.manual_seed(int(ss.generate_state(1, dtype=np.uint64)[0] >> np.uint64(1)))

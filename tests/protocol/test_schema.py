@@ -1,0 +1,126 @@
+import copy
+
+import pytest
+import yaml
+
+from trustml.exceptions import ProtocolError
+from trustml.protocol import load_protocol, parse_protocol, starter_protocol
+from trustml.protocol.schema import Protocol
+
+BASE = {
+    "trustml": 1,
+    "name": "t",
+    "data": {"builtin": "cosmology2d"},
+    "task": "regression",
+    "model": {"builtin": "cnn"},
+}
+
+
+def with_(path: str, value):
+    raw = copy.deepcopy(BASE)
+    node = raw
+    *parents, last = path.split(".")
+    for p in parents:
+        node = node.setdefault(p, {})
+    node[last] = value
+    return raw
+
+
+def error_of(raw) -> str:
+    with pytest.raises(ProtocolError) as info:
+        parse_protocol(raw)
+    msg = str(info.value)
+    assert "\n" not in msg
+    return msg
+
+
+def test_minimal_protocol_gets_defaults():
+    p = parse_protocol(BASE)
+    assert p.seed == 0 and p.uncertainty.members == 5 and p.calibration.method == "none"
+    assert p.metric_names == ["rmse", "mae", "nll", "crps", "coverage", "interval_width"]
+    assert p.data.split.train == pytest.approx(0.7)
+
+
+def test_misspelt_top_level_key_is_named_with_a_suggestion():
+    msg = error_of(with_("uncertanity", {"members": 3}))
+    assert msg.startswith("uncertanity: unknown key")
+    assert "did you mean 'uncertainty'" in msg
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "expected"),
+    [
+        ("uncertainty.members", 1, "uncertainty.members: must be >= 2, got 1"),
+        ("uncertainty.train.epocs", 3, "uncertainty.train.epocs: unknown key; did you mean 'epochs'?"),
+        ("uncertainty.method", "bayes", "uncertainty.method: must be one of"),
+        ("calibration.alpha", 1.5, "calibration.alpha: must be < 1"),
+        ("seed", -3, "seed: must be >= 0, got -3"),
+        ("trustml", 2, "trustml: must be one of 1, got 2"),
+        ("task", "segmentation", "task: must be one of"),
+        ("data.split", {"train": 0.5, "calibration": 0.1, "test": 0.1}, "data.split: train + calibration + test must sum to 1"),
+        ("data.hdf5", {"path": "f.h5"}, "data: give exactly one of 'builtin' or 'hdf5'"),
+        ("model.factory", "pkg.mod.fn", "model: give exactly one of"),
+        ("metrics", ["rmse", "accuracy"], "metrics[1]: 'accuracy' does not apply to task 'regression'"),
+        ("metrics", ["rmse", "rmse"], "metrics: metrics are listed more than once"),
+        ("acceptance", {"nll": {"max": 1.0}, "ece": {"max": 0.1}}, "acceptance.ece: not a metric of this protocol"),
+        ("acceptance", {"coverage": {"mni": 0.9}}, "acceptance.coverage.mni: unknown key; did you mean 'min'?"),
+        ("acceptance", {"coverage": {"min": 0.9, "max": 0.8}}, "acceptance.coverage: min (0.9) is greater than max (0.8)"),
+        ("name", "has space", "name: "),
+        ("attribution", {"methods": ["lime"]}, "attribution.methods[0]: must be one of"),
+    ],
+)
+def test_errors_name_the_key_and_the_expectation(path, value, expected):
+    assert expected in error_of(with_(path, value))
+
+
+def test_missing_required_key_and_version():
+    raw = copy.deepcopy(BASE)
+    del raw["task"]
+    assert error_of(raw).startswith("task: required key is missing")
+    raw = copy.deepcopy(BASE)
+    del raw["trustml"]
+    assert error_of(raw).startswith("trustml: required key is missing")
+    assert "mapping" in error_of([1, 2])
+
+
+def test_yaml_syntax_error_gives_the_line(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("trustml: 1\nname: x\ndata: {builtin: cosmology2d\ntask: regression\n")
+    with pytest.raises(ProtocolError, match=r"YAML syntax error at line \d+"):
+        load_protocol(f)
+
+
+def test_duplicate_keys_are_rejected(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(BASE) + "seed: 1\nseed: 2\n")
+    with pytest.raises(ProtocolError, match="duplicate key 'seed'"):
+        load_protocol(f)
+
+
+def test_yaml_tags_never_construct_objects(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text("trustml: 1\nname: !!python/object/apply:os.system ['echo pwned']\n")
+    with pytest.raises(ProtocolError, match="YAML"):
+        load_protocol(f)
+
+
+def test_missing_protocol_file(tmp_path):
+    with pytest.raises(ProtocolError, match="protocol file not found"):
+        load_protocol(tmp_path / "nope.yaml")
+
+
+def test_overrides(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(BASE))
+    p, _ = load_protocol(f, ["uncertainty.members=7", "uncertainty.train.lr=0.01", "seed=5"])
+    assert (p.uncertainty.members, p.uncertainty.train.lr, p.seed) == (7, 0.01, 5)
+    with pytest.raises(ProtocolError, match="uncertainty.members: must be >= 2"):
+        load_protocol(f, ["uncertainty.members=1"])
+    with pytest.raises(ProtocolError, match="key.path=value"):
+        load_protocol(f, ["seed"])
+
+
+def test_starter_and_quickstart_protocols_validate():
+    assert isinstance(parse_protocol(yaml.safe_load(starter_protocol())), Protocol)
+    p, _ = load_protocol("protocols/quickstart.yaml")
+    assert p.uncertainty.method == "deep_ensemble" and p.calibration.method == "conformal"
