@@ -41,7 +41,9 @@ def main() -> None:
     rows = []
     for stage, fn_name in stage_fns.items():
         cum = sum(
-            v[3] for (path, _, name), v in stats.stats.items() if name == fn_name and "trustml" in path
+            v[3]
+            for (path, _, name), v in stats.stats.items()
+            if name == fn_name and "trustml" in path
         )
         rows.append({"stage": stage, "seconds": round(cum, 2)})
     rows.append({"stage": "total", "seconds": round(total, 2)})

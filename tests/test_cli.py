@@ -23,7 +23,11 @@ SMALL = {
     "data": {"builtin": "cosmology2d", "options": {"n": 240, "size": 16}},
     "task": "regression",
     "model": {"builtin": "cnn", "options": {"channels": [4, 8], "hidden": 16}},
-    "uncertainty": {"method": "deep_ensemble", "members": 2, "train": {"epochs": 2, "batch_size": 32}},
+    "uncertainty": {
+        "method": "deep_ensemble",
+        "members": 2,
+        "train": {"epochs": 2, "batch_size": 32},
+    },
     "calibration": {"method": "conformal", "alpha": 0.2},
     "metrics": ["rmse", "nll", "crps", "coverage", "interval_width"],
     "attribution": {"n_examples": 2, "n_steps": 16, "target": 1},
@@ -40,7 +44,12 @@ def write_protocol(tmp_path: Path, raw: dict, name: str = "p.yaml") -> Path:
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
     return subprocess.run(
-        [sys.executable, "-m", "trustml.cli", *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+        [sys.executable, "-m", "trustml.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
     )
 
 
@@ -68,7 +77,12 @@ def test_misspelt_top_level_key_exits_2_names_it_and_writes_nothing(tmp_path):
         (lambda r: r.update(data={"hdf5": {"path": "missing.h5"}}), "missing.h5"),
         (lambda r: r.update(data={"builtin": "cosmology5d"}), "cosmology5d"),
         (lambda r: r["model"].update(options={"chanels": [4]}), "chanels"),
-        (lambda r: r.update(task="classification", metrics=["accuracy"], acceptance={}, calibration={}), "task"),
+        (
+            lambda r: r.update(
+                task="classification", metrics=["accuracy"], acceptance={}, calibration={}
+            ),
+            "task",
+        ),
         (lambda r: r["uncertainty"].update(method="bayes_svi"), "uncertainty.method"),
         (lambda r: r["attribution"].update(target=5), "attribution.target"),
     ],
@@ -140,9 +154,40 @@ def test_evaluate_small_protocol_end_to_end_pass_then_fail(tmp_path):
         assert h["attribution/maps"].shape == (2, 2, 1, 16, 16)
 
     # An impossible criterion: the run finishes, the report is written, exit status 1.
-    out = run_cli("evaluate", str(f), "--out", "run2", "--quiet", "--set", "acceptance.coverage.min=1.01", cwd=tmp_path)
+    out = run_cli(
+        "evaluate",
+        str(f),
+        "--out",
+        "run2",
+        "--quiet",
+        "--set",
+        "acceptance.coverage.min=1.01",
+        cwd=tmp_path,
+    )
     assert out.returncode == 1, out.stderr
     again = json.loads((tmp_path / "run2" / "results.json").read_text())
     assert again["verdict"] == "fail"
     # Same protocol and seed -> identical numbers.
     assert again["metrics"] == results["metrics"]
+
+
+@pytest.mark.slow
+def test_verify_reproduces_and_detects_tampering_and_report_rebuilds(tmp_path, capsys):
+    f = write_protocol(tmp_path, SMALL)
+    run = tmp_path / "run"
+    assert main(["evaluate", str(f), "--out", str(run), "--quiet"]) == 0
+    assert main(["verify", str(run), "--quiet"]) == 0
+    assert "reproduced" in capsys.readouterr().out
+
+    results = json.loads((run / "results.json").read_text())
+    results["metrics"]["rmse"]["value"] += 1e-9
+    (run / "results.json").write_text(json.dumps(results))
+    assert main(["verify", str(run), "--quiet"]) == 1
+    assert "results.metrics.rmse.value" in capsys.readouterr().err
+
+    (run / "report.html").unlink()
+    assert main(["report", str(run)]) == 0
+    assert (run / "report.html").stat().st_size > 10_000
+
+    assert main(["verify", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err

@@ -1,7 +1,8 @@
 """The ``trustml`` command: parse arguments, call protocol/report; nothing else.
 
-Exit status: 0 every acceptance criterion holds; 1 the run finished and some criterion fails;
-2 the protocol or its data is invalid (one line on stderr, nothing written).
+Exit status: 0 every acceptance criterion holds (``verify``: the run reproduced); 1 the run
+finished and some criterion fails (``verify``: some number differs); 2 the protocol, its data
+or a results folder is invalid (one line on stderr, nothing written).
 """
 
 from __future__ import annotations
@@ -39,10 +40,21 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("protocol", help="protocol YAML file")
     ev.add_argument("--out", help="output folder (default: report.out, else reports/NAME)")
     ev.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY.PATH=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
         help="override a protocol value, e.g. --set uncertainty.members=3 (repeatable)",
     )
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+    ver = sub.add_parser("verify", help="re-run a finished evaluation and check it reproduces")
+    ver.add_argument("outdir", help="a folder written by 'trustml evaluate'")
+    ver.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
+    rep = sub.add_parser("report", help="re-render report.html from saved results (no re-run)")
+    rep.add_argument("outdir", help="a folder written by 'trustml evaluate'")
 
     init = sub.add_parser("init", help="write a commented starter protocol")
     init.add_argument("path", nargs="?", default="protocol.yaml", help="where to write it")
@@ -55,7 +67,10 @@ def _build_parser() -> argparse.ArgumentParser:
     ex.add_argument("out", help="output .h5 file")
     ex.add_argument("--seed", type=int, default=0)
     ex.add_argument(
-        "--option", action="append", default=[], metavar="KEY=VALUE",
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="dataset option, e.g. --option n=500 (value parsed as YAML; repeatable)",
     )
     return p
@@ -81,6 +96,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"verdict: {summary['verdict']}")
         print(f"report: {resolve_outdir(protocol, args.out) / 'report.html'}")
     return EXIT_PASS if outcome.passed else EXIT_FAIL
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from trustml.protocol import verify_run
+
+    outcome = verify_run(args.outdir, progress=False if args.quiet else None)
+    if outcome.reproduced:
+        print(
+            f"reproduced: every number in {Path(args.outdir) / 'results.json'} matches the re-run"
+        )
+        return EXIT_PASS
+    print(f"NOT reproduced: {len(outcome.differences)} value(s) differ", file=sys.stderr)
+    for line in outcome.differences[:20]:
+        print(f"  {line}", file=sys.stderr)
+    return EXIT_FAIL
+
+
+def _report(args: argparse.Namespace) -> int:
+    from trustml.report import rebuild_report
+
+    print(f"report: {rebuild_report(args.outdir)}")
+    return EXIT_PASS
 
 
 def _init(args: argparse.Namespace) -> int:
@@ -119,7 +156,13 @@ def main(argv: list[str] | None = None) -> int:
         format="[trustml] %(message)s",
         stream=sys.stderr,
     )
-    handlers = {"evaluate": _evaluate, "init": _init, "data": _data_export}
+    handlers = {
+        "evaluate": _evaluate,
+        "verify": _verify,
+        "report": _report,
+        "init": _init,
+        "data": _data_export,
+    }
     try:
         return handlers[args.command](args)
     except TrustmlInputError as exc:

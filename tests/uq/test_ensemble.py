@@ -71,7 +71,9 @@ def test_errors():
     with pytest.raises(NotFittedError, match="fit"):
         DeepEnsemble(_mlp).predict(np.zeros((2, 1)))
     with pytest.raises(ValueError, match="2\\*D = 2"):
-        DeepEnsemble(lambda: _mlp(1, 3), members=2).fit(np.zeros((4, 1)), np.zeros((4, 1)), epochs=1, progress=False)
+        DeepEnsemble(lambda: _mlp(1, 3), members=2).fit(
+            np.zeros((4, 1)), np.zeros((4, 1)), epochs=1, progress=False
+        )
     with pytest.raises(ValueError, match="'task' parameter of DeepEnsemble"):
         DeepEnsemble(_mlp, task="regresion").fit(np.zeros((4, 1)), np.zeros((4, 1)))
     with pytest.raises(TypeError, match="nn.Module"):

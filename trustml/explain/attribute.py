@@ -103,7 +103,7 @@ def attribute(
     inputs: np.ndarray | torch.Tensor,
     *,
     method: str = "integrated_gradients",
-    target: int | None = 0,
+    target: int | np.ndarray | torch.Tensor | None = 0,
     baselines: np.ndarray | torch.Tensor | float | None = None,
     **method_kwargs: Any,
 ) -> Attribution:
@@ -117,9 +117,9 @@ def attribute(
     inputs : array of shape (N, *input_shape)
     method : str
         A name from :data:`METHODS` (``"integrated_gradients"``).
-    target : int or None
+    target : int, array of shape (N,), or None
         The output index explained (a target dimension for regression, a class for
-        classification).
+        classification), the same for all examples or one per example.
     baselines : array, float or None
         Reference input; zeros by default.
     **method_kwargs
@@ -139,6 +139,12 @@ def attribute(
     """
     fn = METHODS.get(method)
     x = torch.as_tensor(np.asarray(inputs), dtype=torch.float32)
+    if target is not None and not isinstance(target, int | np.integer):
+        target = torch.as_tensor(np.asarray(target), dtype=torch.long).reshape(-1)
+        if len(target) != len(x):
+            raise ValueError(f"Expected one target per example ({len(x)}), got {len(target)}")
+    elif target is not None:
+        target = int(target)
     if baselines is None:
         base = torch.zeros_like(x)
     elif isinstance(baselines, int | float):
@@ -165,10 +171,12 @@ def attribute(
     )
 
 
-def _select(out: torch.Tensor, target: int | None) -> np.ndarray:
-    out = out.detach().cpu().double()
+def _select(out: torch.Tensor, target: int | torch.Tensor | None) -> np.ndarray:
+    out = out.detach().cpu().double().reshape(len(out), -1)
     if target is None:
-        return out.reshape(len(out), -1)[:, 0].numpy()
+        return out[:, 0].numpy()
+    if isinstance(target, torch.Tensor):  # one target index per example
+        return out.gather(1, target.cpu().long().reshape(-1, 1))[:, 0].numpy()
     return out[:, target].numpy()
 
 

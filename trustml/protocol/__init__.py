@@ -2,6 +2,7 @@
 
 from trustml.protocol.runner import RunOutcome, resolve_outdir, run_protocol
 from trustml.protocol.schema import Protocol, load_protocol, load_yaml, parse_protocol
+from trustml.protocol.verify import VerifyReport, verify_run
 
 __all__ = [
     "Protocol",
@@ -12,6 +13,8 @@ __all__ = [
     "resolve_outdir",
     "run_protocol",
     "starter_protocol",
+    "verify_run",
+    "VerifyReport",
 ]
 
 

@@ -47,17 +47,26 @@ def regression_baseline(y_train: np.ndarray, n_test: int, level: float) -> dict[
     std = y_train.std(axis=0, ddof=1)
     half = stats.norm.ppf(0.5 + level / 2.0) * std
     tile = lambda v: np.broadcast_to(v, (n_test, *v.shape)).copy()  # noqa: E731
-    return {"mean": tile(mean), "std": tile(std), "lower": tile(mean - half), "upper": tile(mean + half)}
+    return {
+        "mean": tile(mean),
+        "std": tile(std),
+        "lower": tile(mean - half),
+        "upper": tile(mean + half),
+    }
 
 
-def classification_baseline(y_train: np.ndarray, n_test: int, n_classes: int) -> dict[str, np.ndarray]:
+def classification_baseline(
+    y_train: np.ndarray, n_test: int, n_classes: int
+) -> dict[str, np.ndarray]:
     """The trivial predictor: training class frequencies for every test sample."""
     freq = np.bincount(y_train, minlength=n_classes).astype(np.float64)
     freq = (freq + 1e-3) / (freq + 1e-3).sum()  # no exact zeros: NLL stays finite
     return {"probs": np.broadcast_to(freq, (n_test, n_classes)).copy()}
 
 
-def acceptance(criteria: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]) -> list[dict[str, Any]]:
+def acceptance(
+    criteria: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]
+) -> list[dict[str, Any]]:
     """One row per bound: ``{"metric", "bound", "threshold", "value", "ci", "passed"}``."""
     rows = []
     for name, bound in criteria.items():

@@ -155,8 +155,12 @@ def _plan(protocol: Protocol, base_dir: Path) -> _Plan:
 
     def make_model() -> torch.nn.Module:
         if m.builtin is not None:
-            return build_model(m.builtin, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options)
-        return build_from_factory(m.factory, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options)
+            return build_model(
+                m.builtin, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options
+            )
+        return build_from_factory(
+            m.factory, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options
+        )
 
     try:
         probe = make_model()
@@ -168,17 +172,28 @@ def _plan(protocol: Protocol, base_dir: Path) -> _Plan:
             out = probe(torch.as_tensor(x0, dtype=torch.float32))
         except Exception as exc:  # a user's model failing on the data is a protocol error
             raise ProtocolError(
-                f"the model fails on inputs of shape {list(x0.shape)}: {exc}".splitlines()[0], key="model"
+                f"the model fails on inputs of shape {list(x0.shape)}: {exc}".splitlines()[0],
+                key="model",
             ) from None
     if out.ndim != 2 or out.shape[1] != output_dim:
-        expected = f"2*D = {output_dim} (means, then raw scales)" if protocol.task == "regression" else f"{output_dim} logits"
-        raise ProtocolError(f"the model outputs shape {list(out.shape)}; expected [N, {expected}]", key="model")
+        expected = (
+            f"2*D = {output_dim} (means, then raw scales)"
+            if protocol.task == "regression"
+            else f"{output_dim} logits"
+        )
+        raise ProtocolError(
+            f"the model outputs shape {list(out.shape)}; expected [N, {expected}]", key="model"
+        )
     return _Plan(ds, splits, make_model, output_dim, n_targets, names, device)
 
 
 def _targets(ds: BaseDataset, idx: np.ndarray, task: str) -> np.ndarray:
     _, y = ds.read(idx)
-    return np.asarray(y, dtype=np.int64) if task == "classification" else np.asarray(y, dtype=np.float64).reshape(len(idx), -1)
+    return (
+        np.asarray(y, dtype=np.int64)
+        if task == "classification"
+        else np.asarray(y, dtype=np.float64).reshape(len(idx), -1)
+    )
 
 
 def run_protocol(
@@ -237,7 +252,10 @@ def run_protocol(
     y_train = _targets(ds, splits["train"], task)
 
     arrays: dict[str, np.ndarray] = {}
-    summary_cal: dict[str, Any] = {"method": protocol.calibration.method, "alpha": protocol.calibration.alpha}
+    summary_cal: dict[str, Any] = {
+        "method": protocol.calibration.method,
+        "alpha": protocol.calibration.alpha,
+    }
     if task == "regression":
         level = 1.0 - protocol.calibration.alpha
         lower, upper, cal_info = _calibrated_interval(protocol, pred_cal, y_cal, pred_test, level)
@@ -268,7 +286,6 @@ def run_protocol(
     verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
     summary_model = model_summary(ensemble.members_[0])
     summary: dict[str, Any] = {
-        "trustml_results": 1,
         "name": protocol.name,
         "task": task,
         "seed": protocol.seed,
@@ -302,7 +319,10 @@ def run_protocol(
     if attribution_summary is not None:
         summary["attribution"] = attribution_summary
     manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
-    results = RunResults(summary=summary, arrays=arrays, manifest=manifest, protocol_text=protocol_text)
+    manifest["protocol_dir"] = str(Path(base_dir).resolve())
+    results = RunResults(
+        summary=summary, arrays=arrays, manifest=manifest, protocol_text=protocol_text
+    )
     if outdir is not None:
         results.write(outdir)
     return RunOutcome(results, outdir)
@@ -314,13 +334,21 @@ def _calibrated_interval(
     if protocol.calibration.method == "conformal":
         conf = ConformalRegressor(alpha=1.0 - level).fit(pred_cal, y_cal)
         lower, upper = conf.interval(pred_test)
-        return lower, upper, {"level": level, "std_multiplier": conf.q_.tolist(), "n_calibration": len(y_cal)}
+        return (
+            lower,
+            upper,
+            {"level": level, "std_multiplier": conf.q_.tolist(), "n_calibration": len(y_cal)},
+        )
     lower, upper = pred_test.interval(level)
     return lower, upper, {"level": level}
 
 
 def _coverage_curve(
-    protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive, y_test: np.ndarray
+    protocol: Protocol,
+    pred_cal: Predictive,
+    y_cal: np.ndarray,
+    pred_test: Predictive,
+    y_test: np.ndarray,
 ) -> dict[str, list[float]]:
     """Empirical vs nominal coverage of central intervals, before and after calibration."""
     raw, calibrated = [], []
@@ -332,23 +360,30 @@ def _coverage_curve(
     return {"nominal": list(COVERAGE_LEVELS), "empirical_raw": raw, "empirical": calibrated}
 
 
-def _attribute(protocol: Protocol, plan: _Plan, ensemble: DeepEnsemble, pred_test: Predictive, arrays: dict) -> dict[str, Any]:
+def _attribute(
+    protocol: Protocol, plan: _Plan, ensemble: DeepEnsemble, pred_test: Predictive, arrays: dict
+) -> dict[str, Any]:
     spec = protocol.attribution
     assert spec is not None
     idx = plan.splits["test"][: spec.n_examples]
     x, _ = plan.dataset.read(idx)
     if protocol.task == "regression":
         if spec.target >= plan.n_targets:
-            raise ProtocolError(f"must be < {plan.n_targets} (the number of targets), got {spec.target}", key="attribution.target")
+            raise ProtocolError(
+                f"must be < {plan.n_targets} (the number of targets), got {spec.target}",
+                key="attribution.target",
+            )
         targets: Any = spec.target
         target_text = f"predicted mean of {plan.target_names[spec.target]}"
         target_index = np.full(len(idx), spec.target)
     else:
         target_index = pred_test.probs[: len(idx)].argmax(axis=1)
-        targets = torch.as_tensor(target_index)
+        targets = target_index
         target_text = "logit of the predicted class"
     method = spec.methods[0]
-    attr = attribute(ensemble, x, method=method, target=targets, n_steps=spec.n_steps, internal_batch_size=64)
+    attr = attribute(
+        ensemble, x, method=method, target=targets, n_steps=spec.n_steps, internal_batch_size=64
+    )
     arrays["attribution/inputs"] = x
     arrays["attribution/maps"] = attr.members.astype(np.float32)
     arrays["attribution/target_index"] = target_index
@@ -365,7 +400,9 @@ def _version(dist: str) -> str | None:
         return None
 
 
-def _manifest(protocol: Protocol, text: str, fingerprint: str, device: torch.device, command: list[str] | None) -> dict[str, Any]:
+def _manifest(
+    protocol: Protocol, text: str, fingerprint: str, device: torch.device, command: list[str] | None
+) -> dict[str, Any]:
     return {
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command if command is not None else sys.argv,
@@ -378,6 +415,16 @@ def _manifest(protocol: Protocol, text: str, fingerprint: str, device: torch.dev
         "platform": platform.platform(),
         "versions": {
             d: _version(d)
-            for d in ("trustml", "torch", "numpy", "scipy", "pyro-ppl", "captum", "h5py", "arviz", "mpi4py")
+            for d in (
+                "trustml",
+                "torch",
+                "numpy",
+                "scipy",
+                "pyro-ppl",
+                "captum",
+                "h5py",
+                "arviz",
+                "mpi4py",
+            )
         },
     }

@@ -147,7 +147,9 @@ class Protocol(_Strict):
     """A validated protocol (version 1). See ``trustml init`` for a commented example."""
 
     trustml: Literal[1]
-    name: Annotated[str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")]
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    ]
     seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataSpec
@@ -262,7 +264,9 @@ _BOUND_WORDS = {
 def _pretty(err: dict[str, Any]) -> tuple[str, str]:
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     # pydantic inserts the Literal/union branch name into loc; drop such parts.
-    loc = tuple(p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("literal"))))
+    loc = tuple(
+        p for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("literal")))
+    )
     key = _format_loc(loc) or "protocol"
     kind = err["type"]
     if kind == "extra_forbidden":
@@ -298,7 +302,9 @@ def parse_protocol(raw: Any) -> Protocol:
     if not isinstance(raw, dict):
         raise ProtocolError(f"expected a mapping at the top level, got {type(raw).__name__}")
     if "trustml" not in raw:
-        raise ProtocolError("required key is missing (the schema version, 'trustml: 1')", key="trustml")
+        raise ProtocolError(
+            "required key is missing (the schema version, 'trustml: 1')", key="trustml"
+        )
     try:
         return Protocol.model_validate(raw)
     except ValidationError as exc:
@@ -311,7 +317,11 @@ def parse_protocol(raw: Any) -> Protocol:
         # Report unknown keys first: a typo often causes a 'missing' error too.
         errors.sort(key=lambda e: e["type"] != "extra_forbidden")
         key, msg = _pretty(errors[0])
-        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        more = (
+            f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
+            if len(errors) > 1
+            else ""
+        )
         raise ProtocolError(msg + more, key=key) from None
 
 

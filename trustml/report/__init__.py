@@ -9,6 +9,7 @@ from trustml.report.results import (
     FORMAT_VERSION,
     RESULT_FILES,
     RunResults,
+    json_bytes,
     rebuild_report,
     write_report,
 )
@@ -17,6 +18,7 @@ __all__ = [
     "FORMAT_VERSION",
     "RESULT_FILES",
     "RunResults",
+    "json_bytes",
     "rebuild_report",
     "render_html",
     "write_report",

@@ -48,7 +48,10 @@ class _BatchSource:
         if hasattr(self._ds, "read"):
             return self._ds.read(idx)
         items = [self._ds[int(i)] for i in idx]
-        return (np.stack([np.asarray(a) for a, _ in items]), np.stack([np.asarray(b) for _, b in items]))
+        return (
+            np.stack([np.asarray(a) for a, _ in items]),
+            np.stack([np.asarray(b) for _, b in items]),
+        )
 
 
 def _as_inputs(x: Any) -> tuple[_BatchSource, int]:
@@ -119,7 +122,9 @@ class DeepEnsemble:
         elif callable(self.make_model):
             model = self.make_model()
             if not isinstance(model, nn.Module):
-                raise TypeError(f"make_model() must return an nn.Module, got {type(model).__name__}")
+                raise TypeError(
+                    f"make_model() must return an nn.Module, got {type(model).__name__}"
+                )
         else:
             raise TypeError("make_model must be a callable returning an nn.Module, or an nn.Module")
         return model.to(self.device)
@@ -161,7 +166,9 @@ class DeepEnsemble:
         -------
         self
         """
-        check_in(self.task, ("regression", "classification"), name="task", owner=type(self).__name__)
+        check_in(
+            self.task, ("regression", "classification"), name="task", owner=type(self).__name__
+        )
         check_positive_int(self.members, name="members")
         check_positive_int(epochs, name="epochs")
         check_positive_int(batch_size, name="batch_size")
@@ -173,7 +180,9 @@ class DeepEnsemble:
         seeds = member_seed_sequences(as_seed_sequence(self.seed), self.members)
         self.members_: list[nn.Module] = []
         self.history_: dict[str, list[list[float]]] = {"loss": []}
-        bar = tqdm(total=self.members * epochs, disable=not show, desc="deep ensemble", unit="epoch")
+        bar = tqdm(
+            total=self.members * epochs, disable=not show, desc="deep ensemble", unit="epoch"
+        )
         for k, ss in enumerate(seeds):
             init_ss, data_ss = ss.spawn(2)
             model = self._new_member(init_ss)
@@ -241,7 +250,9 @@ class DeepEnsemble:
             count += len(idx)
         return total / count
 
-    def _tensors(self, xb: np.ndarray, yb: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _tensors(
+        self, xb: np.ndarray, yb: np.ndarray | None
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
         xt = torch.as_tensor(np.asarray(xb), dtype=torch.float32, device=self.device)
         if yb is None:
             return xt, None

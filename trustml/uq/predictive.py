@@ -69,7 +69,9 @@ class Predictive:
 
     def _need(self, task: str, what: str) -> None:
         if self.task != task:
-            raise AttributeError(f"{what} is defined for {task} predictives, this one is {self.task}")
+            raise AttributeError(
+                f"{what} is defined for {task} predictives, this one is {self.task}"
+            )
 
     # -- regression -----------------------------------------------------------------------
     @property

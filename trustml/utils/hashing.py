@@ -19,7 +19,7 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
-def sha256_update_array(h: "hashlib._Hash", arr: np.ndarray) -> None:
+def sha256_update_array(h: hashlib._Hash, arr: np.ndarray) -> None:
     """Feed an array chunk into ``h`` in a layout-independent way (C order, little endian)."""
     a = np.ascontiguousarray(arr)
     if a.dtype.byteorder == ">":

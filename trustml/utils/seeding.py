@@ -27,7 +27,9 @@ def as_seed_sequence(seed: SeedLike) -> np.random.SeedSequence:
         if seed is not None and seed < 0:
             raise ValueError(f"Expected seed >= 0, got {seed}")
         return np.random.SeedSequence(seed)
-    raise TypeError(f"Expected seed to be an int, a SeedSequence or None, got {type(seed).__name__}")
+    raise TypeError(
+        f"Expected seed to be an int, a SeedSequence or None, got {type(seed).__name__}"
+    )
 
 
 def child(seed: SeedLike, name: str) -> np.random.SeedSequence:
@@ -49,7 +51,9 @@ def member_seed_sequences(seed: SeedLike, members: int) -> list[np.random.SeedSe
     same children.
     """
     ss = as_seed_sequence(seed)
-    return [np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, k)) for k in range(members)]
+    return [
+        np.random.SeedSequence(ss.entropy, spawn_key=(*ss.spawn_key, k)) for k in range(members)
+    ]
 
 
 def torch_generator(seed: SeedLike, device: str | torch.device = "cpu") -> torch.Generator:
