@@ -91,8 +91,8 @@ class CheckResult:
 def _member_modules(model: Any) -> list[nn.Module]:
     if isinstance(model, nn.Module):
         return [model]
-    if hasattr(model, "member_module") and hasattr(model, "members_"):
-        return [model.member_module(k) for k in range(len(model.members_))]
+    if hasattr(model, "explain_modules"):
+        return list(model.explain_modules())
     raise TypeError(
         f"Expected an nn.Module or a fitted trustml ensemble, got {type(model).__name__}"
     )

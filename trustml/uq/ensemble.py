@@ -300,6 +300,16 @@ class DeepEnsemble:
         scale = torch.as_tensor(self.target_scale_, device=out.device)
         return torch.cat([mean.double() * scale + shift, std.double() * scale], dim=1).cpu().numpy()
 
+    def explain_modules(self) -> list[nn.Module]:
+        """One module per member mapping inputs ``(N, *input_shape)`` to the predicted mean in
+        data units ``(N, D)`` (regression) or logits ``(N, C)`` (classification).
+
+        Every uncertainty wrapper of trustml has this method; attribution uses it to explain
+        the model member by member (or posterior sample by posterior sample).
+        """
+        self._check_fitted()
+        return [self.member_module(k) for k in range(len(self.members_))]
+
     def member_module(self, k: int, output: str = "mean") -> nn.Module:
         """Member ``k`` as a module mapping inputs to its predicted mean in data units
         ``(N, D)`` (regression) or its logits ``(N, C)`` (classification); for attribution."""
