@@ -22,7 +22,9 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 _LAZY = {
     "DeepEnsemble": "trustml.uq",
     "Predictive": "trustml.uq",
-    "ConformalRegressor": "trustml.calibration",
+    "SplitConformal": "trustml.calibration",
+    "TemperatureScaling": "trustml.calibration",
+    "IsotonicRecalibration": "trustml.calibration",
     "DataError": "trustml.exceptions",
     "NotFittedError": "trustml.exceptions",
     "ProtocolError": "trustml.exceptions",
@@ -35,7 +37,7 @@ __all__ = sorted([*_LAZY, *_SUBMODULES, "__version__"])
 
 if TYPE_CHECKING:  # pragma: no cover
     from trustml import calibration, data, explain, metrics, models, protocol, report, uq
-    from trustml.calibration import ConformalRegressor
+    from trustml.calibration import IsotonicRecalibration, SplitConformal, TemperatureScaling
     from trustml.exceptions import (
         DataError,
         NotFittedError,

@@ -14,14 +14,14 @@ def _regression(n, seed):
 @pytest.mark.parametrize("seed", range(5))
 def test_interval_contains_point_estimate(seed):
     y, m = _regression(200, seed)
-    lo, hi = bootstrap_ci(rmse, y, m, n_boot=300, seed=seed)
-    assert lo < rmse(y, m) < hi
+    lo, hi = bootstrap_ci(rmse, m, y, n_boot=300, seed=seed)
+    assert lo < rmse(m, y) < hi
 
     rng = np.random.default_rng(seed)
     probs = rng.dirichlet([1, 1, 1], size=150)
     labels = rng.integers(0, 3, size=150)
-    lo, hi = bootstrap_ci(accuracy, labels, probs, n_boot=300, seed=seed)
-    assert lo <= accuracy(labels, probs) <= hi
+    lo, hi = bootstrap_ci(accuracy, probs, labels, n_boot=300, seed=seed)
+    assert lo <= accuracy(probs, labels) <= hi
 
 
 def test_interval_shrinks_with_n():
@@ -69,12 +69,12 @@ def test_torch_inputs_and_ensemble_axis_pattern():
     y = rng.normal(size=60)
     samples = rng.normal(size=(8, 60))
     lo, hi = bootstrap_ci(
-        lambda yy, s: crps_ensemble(yy, s.swapaxes(0, 1)),
+        lambda yy, s: crps_ensemble(s.swapaxes(0, 1), yy),
         torch.as_tensor(y),
         torch.as_tensor(samples).T,
         n_boot=200,
     )
-    assert lo < crps_ensemble(y, samples) < hi
+    assert lo < crps_ensemble(samples, y) < hi
 
 
 def test_many_rows_use_chunked_indices():

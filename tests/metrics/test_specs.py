@@ -64,12 +64,12 @@ def test_compute_matches_the_functions():
     rng = np.random.default_rng(0)
     y, mean, std = rng.normal(size=30), rng.normal(size=30), rng.uniform(0.5, 1.5, 30)
     reg = {"mean": mean, "std": std, "lower": mean - std, "upper": mean + std, "probs": None}
-    assert METRICS.get("rmse").compute("regression", y, **reg) == tmm.rmse(y, mean)
-    assert METRICS.get("mae").compute("regression", y, **reg) == tmm.mae(y, mean)
-    assert METRICS.get("nll").compute("regression", y, **reg) == tmm.gaussian_nll(y, mean, std)
-    assert METRICS.get("crps").compute("regression", y, **reg) == tmm.crps_gaussian(y, mean, std)
+    assert METRICS.get("rmse").compute("regression", y, **reg) == tmm.rmse(mean, y)
+    assert METRICS.get("mae").compute("regression", y, **reg) == tmm.mae(mean, y)
+    assert METRICS.get("nll").compute("regression", y, **reg) == tmm.nll_gaussian(mean, std, y)
+    assert METRICS.get("crps").compute("regression", y, **reg) == tmm.crps_gaussian(mean, std, y)
     assert METRICS.get("coverage").compute("regression", y, **reg) == tmm.coverage(
-        y, mean - std, mean + std
+        mean - std, mean + std, y
     )
     assert METRICS.get("interval_width").compute("regression", y, **reg) == pytest.approx(
         2 * std.mean()
@@ -79,17 +79,13 @@ def test_compute_matches_the_functions():
     labels = torch.as_tensor(rng.integers(0, 3, size=30))
     cls = {"probs": torch.as_tensor(probs)}
     assert METRICS.get("nll").compute("classification", labels, **cls) == tmm.nll_categorical(
-        labels, probs
+        probs, labels
     )
     assert METRICS.get("accuracy").compute("classification", labels, **cls) == tmm.accuracy(
-        labels, probs
+        probs, labels
     )
-    assert METRICS.get("brier").compute("classification", labels, **cls) == tmm.brier_score(
-        labels, probs
-    )
-    assert METRICS.get("ece").compute(
-        "classification", labels, **cls
-    ) == tmm.expected_calibration_error(labels, probs)
+    assert METRICS.get("brier").compute("classification", labels, **cls) == tmm.brier(probs, labels)
+    assert METRICS.get("ece").compute("classification", labels, **cls) == tmm.ece(probs, labels)
 
 
 def test_wrong_task_and_missing_quantity():

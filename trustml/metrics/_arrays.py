@@ -8,13 +8,30 @@ import numpy as np
 
 from trustml.exceptions import TrustmlInputError
 
-__all__ = ["ArrayLike", "as_array", "as_labels", "as_probs", "same_shape"]
+__all__ = ["REDUCTIONS", "ArrayLike", "as_array", "as_labels", "as_probs", "reduce", "same_shape"]
 
 ArrayLike = Any  # numpy.ndarray | torch.Tensor | nested sequences of numbers
 
+#: ``reduction=`` options of the per-sample metrics.
+REDUCTIONS = ("mean", "none")
 
-def as_array(x: ArrayLike, name: str, *, min_ndim: int = 0) -> np.ndarray:
-    """``x`` as a finite float64 array (torch tensors are detached and moved to the CPU)."""
+
+def reduce(values: np.ndarray, reduction: str) -> float | np.ndarray:
+    """``float(mean(values))`` for ``"mean"``, the array itself for ``"none"``."""
+    if reduction == "mean":
+        return float(np.mean(values))
+    if reduction == "none":
+        return values
+    raise ValueError(
+        f"The 'reduction' parameter must be one of {{'mean', 'none'}}. Got {reduction!r} instead."
+    )
+
+
+def as_array(x: ArrayLike, name: str, *, min_ndim: int = 0, allow_inf: bool = False) -> np.ndarray:
+    """``x`` as a finite float64 array (torch tensors are detached and moved to the CPU).
+
+    ``allow_inf`` admits +-inf (never NaN), e.g. for unbounded interval ends.
+    """
     if hasattr(x, "detach") and hasattr(x, "cpu"):
         x = x.detach().cpu().double().numpy()  # .double() also covers bfloat16/float16
     try:
@@ -29,9 +46,11 @@ def as_array(x: ArrayLike, name: str, *, min_ndim: int = 0) -> np.ndarray:
         raise TrustmlInputError(
             f"array {name!r}: expected at least one sample, got shape {a.shape}"
         )
-    if not np.all(np.isfinite(a)):
+    ok = ~np.isnan(a) if allow_inf else np.isfinite(a)
+    if not np.all(ok):
         raise TrustmlInputError(
-            f"array {name!r}: holds {int(np.size(a) - np.isfinite(a).sum())} non-finite values"
+            f"array {name!r}: holds {int(np.size(a) - ok.sum())} "
+            f"{'NaN' if allow_inf else 'non-finite'} values"
         )
     return a
 

@@ -27,28 +27,28 @@ def _as_numpy(x: Any, i: int) -> np.ndarray:
 
 
 def bootstrap_ci(
-    metric_fn: Callable[..., float],
+    metric: Callable[..., float],
     *arrays: Any,
     n_boot: int = 1000,
     level: float = 0.95,
     seed: SeedLike = 0,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of ``metric_fn(*arrays)``.
+    """Percentile bootstrap interval of ``metric(*arrays)``.
 
     Each replicate draws ``N`` row indices with replacement and applies the same rows (axis 0)
     to every array, so paired quantities (targets and predictions) stay paired. All ``n_boot``
-    index sets are drawn in one vectorised call per chunk of replicates; ``metric_fn`` is then
+    index sets are drawn in one vectorised call per chunk of replicates; ``metric`` is then
     called once per replicate.
 
     Parameters
     ----------
-    metric_fn : callable
-        ``metric_fn(*resampled_arrays) -> float``, e.g. :func:`trustml.metrics.rmse`. It
+    metric : callable
+        ``metric(*resampled_arrays) -> float``, e.g. :func:`trustml.metrics.rmse`. It
         receives numpy arrays (torch tensors are converted once, up front).
     *arrays : array_like
         Arrays with the same length ``N`` along axis 0. For an array whose samples lie on
         another axis (``crps_ensemble`` samples ``(S, N)``), move that axis first and move it
-        back inside ``metric_fn``.
+        back inside ``metric``.
     n_boot : int, default 1000
         Bootstrap replicates.
     level : float in (0, 1), default 0.95
@@ -66,8 +66,8 @@ def bootstrap_ci(
     >>> import numpy as np
     >>> from trustml.metrics import rmse
     >>> y = np.random.default_rng(0).normal(size=200)
-    >>> lo, hi = bootstrap_ci(rmse, y, np.zeros(200), n_boot=200, seed=1)
-    >>> bool(lo < rmse(y, np.zeros(200)) < hi)
+    >>> lo, hi = bootstrap_ci(rmse, np.zeros(200), y, n_boot=200, seed=1)
+    >>> bool(lo < rmse(np.zeros(200), y) < hi)
     True
     """
     if not arrays:
@@ -91,6 +91,6 @@ def bootstrap_ci(
         stop = min(start + chunk, n_boot)
         indices = rng.integers(0, n, size=(stop - start, n))
         for j, idx in enumerate(indices):
-            values[start + j] = float(metric_fn(*(a[idx] for a in data)))
+            values[start + j] = float(metric(*(a[idx] for a in data)))
     lo, hi = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return float(lo), float(hi)

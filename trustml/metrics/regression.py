@@ -1,6 +1,8 @@
-"""Regression metrics for point and Gaussian predictive distributions.
+"""Regression metrics for point, Gaussian, sample and interval forecasts.
 
-Arrays are ``(N,)`` or ``(N, D)`` (any trailing shape works); scores average over every element.
+Predictions come first and the target ``y`` last (``crps_gaussian(mean, std, y)``). Arrays are
+``(N,)`` or ``(N, D)`` (any trailing shape works); scores average over every element, or with
+``reduction="none"`` return the per-element scores with the shape of ``y``.
 Inputs may be numpy arrays or torch tensors; they are read as float64 numpy arrays, so these
 functions are for evaluation, not differentiable training losses. ``mean``, ``lower`` and
 ``upper`` must have exactly the shape of ``y`` (no silent ``(N,)`` vs ``(N, 1)`` broadcasting);
@@ -15,7 +17,7 @@ import numpy as np
 from scipy import special, stats
 
 from trustml.exceptions import TrustmlInputError
-from trustml.metrics._arrays import ArrayLike, as_array, same_shape
+from trustml.metrics._arrays import ArrayLike, as_array, reduce, same_shape
 
 __all__ = [
     "DEFAULT_LEVELS",
@@ -23,9 +25,9 @@ __all__ = [
     "coverage",
     "crps_ensemble",
     "crps_gaussian",
-    "gaussian_nll",
     "interval_width",
     "mae",
+    "nll_gaussian",
     "rmse",
 ]
 
@@ -36,6 +38,7 @@ _HALF_LOG_2PI = 0.5 * np.log(2.0 * np.pi)
 
 
 def _target_and(y: ArrayLike, **others: ArrayLike) -> list[np.ndarray]:
+    """``[y, *others]`` checked, every one of the shape of ``y``."""
     yy = as_array(y, "y", min_ndim=1)
     out = [yy]
     for name, value in others.items():
@@ -60,79 +63,93 @@ def _std(std: ArrayLike, shape: tuple[int, ...]) -> np.ndarray:
     return np.broadcast_to(s, shape)
 
 
-def rmse(y: ArrayLike, mean: ArrayLike) -> float:
+def rmse(mean: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> float | np.ndarray:
     """Root mean squared error.
 
     Parameters
     ----------
-    y, mean : array_like, shape (N,) or (N, D)
-        Targets and point predictions.
+    mean, y : array_like, shape (N,) or (N, D)
+        Point predictions and targets.
+    reduction : {"mean", "none"}, default "mean"
+        ``"none"`` returns the squared errors ``(mean - y) ** 2`` (shape of ``y``), whose mean
+        is the square of the RMSE.
 
     Returns
     -------
     float
-        ``sqrt(mean((y - mean) ** 2))`` over all elements.
+        ``sqrt(mean((mean - y) ** 2))`` over all elements.
 
     Examples
     --------
-    >>> rmse([0.0, 0.0], [3.0, 4.0])
+    >>> rmse([3.0, 4.0], [0.0, 0.0])
     3.5355339059327378
     """
     yy, m = _target_and(y, mean=mean)
-    return float(np.sqrt(np.mean((yy - m) ** 2)))
+    sq = (m - yy) ** 2
+    return sq if reduction == "none" else float(np.sqrt(reduce(sq, reduction)))
 
 
-def mae(y: ArrayLike, mean: ArrayLike) -> float:
-    """Mean absolute error over all elements.
+def mae(mean: ArrayLike, y: ArrayLike, *, reduction: str = "mean") -> float | np.ndarray:
+    """Mean absolute error.
 
     Parameters
     ----------
-    y, mean : array_like, shape (N,) or (N, D)
+    mean, y : array_like, shape (N,) or (N, D)
+    reduction : {"mean", "none"}, default "mean"
+        ``"none"``: the absolute errors, shape of ``y``.
 
     Examples
     --------
-    >>> mae([0.0, 0.0], [3.0, -4.0])
+    >>> mae([3.0, -4.0], [0.0, 0.0])
     3.5
     """
     yy, m = _target_and(y, mean=mean)
-    return float(np.mean(np.abs(yy - m)))
+    return reduce(np.abs(m - yy), reduction)
 
 
-def gaussian_nll(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> float:
-    """Mean negative log-likelihood of ``y`` under ``Normal(mean, std)``.
+def nll_gaussian(
+    mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, reduction: str = "mean"
+) -> float | np.ndarray:
+    """Negative log-likelihood of ``y`` under ``Normal(mean, std)``.
 
     ``0.5 * log(2 pi) + log(std) + 0.5 * ((y - mean) / std) ** 2``, the constant included.
 
     Parameters
     ----------
-    y, mean : array_like, shape (N,) or (N, D)
+    mean : array_like, shape (N,) or (N, D)
     std : array_like, broadcastable to the shape of ``y``, > 0
+    y : array_like, shape (N,) or (N, D)
+    reduction : {"mean", "none"}, default "mean"
 
     Examples
     --------
-    >>> round(gaussian_nll([0.0], [0.0], [1.0]), 6)  # 0.5 * log(2 pi)
+    >>> round(nll_gaussian([0.0], [1.0], [0.0]), 6)  # 0.5 * log(2 pi)
     0.918939
     """
     yy, m = _target_and(y, mean=mean)
     s = _std(std, yy.shape)
     z = (yy - m) / s
-    return float(np.mean(_HALF_LOG_2PI + np.log(s) + 0.5 * z**2))
+    return reduce(_HALF_LOG_2PI + np.log(s) + 0.5 * z**2, reduction)
 
 
-def crps_gaussian(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> float:
-    """Mean continuous ranked probability score of a Gaussian forecast (closed form).
+def crps_gaussian(
+    mean: ArrayLike, std: ArrayLike, y: ArrayLike, *, reduction: str = "mean"
+) -> float | np.ndarray:
+    """Continuous ranked probability score of a Gaussian forecast (closed form).
 
     ``std * (z * (2 Phi(z) - 1) + 2 phi(z) - 1 / sqrt(pi))`` with ``z = (y - mean) / std``
     (Gneiting & Raftery 2007, eq. 21). Lower is better; same units as ``y``.
 
     Parameters
     ----------
-    y, mean : array_like, shape (N,) or (N, D)
+    mean : array_like, shape (N,) or (N, D)
     std : array_like, broadcastable to the shape of ``y``, > 0
+    y : array_like, shape (N,) or (N, D)
+    reduction : {"mean", "none"}, default "mean"
 
     Examples
     --------
-    >>> round(crps_gaussian([0.0], [0.0], [1.0]), 6)  # (sqrt(2) - 1) / sqrt(pi)
+    >>> round(crps_gaussian([0.0], [1.0], [0.0]), 6)  # (sqrt(2) - 1) / sqrt(pi)
     0.233695
     """
     yy, m = _target_and(y, mean=mean)
@@ -140,28 +157,32 @@ def crps_gaussian(y: ArrayLike, mean: ArrayLike, std: ArrayLike) -> float:
     z = (yy - m) / s
     cdf = special.ndtr(z)
     pdf = np.exp(-0.5 * z**2) / np.sqrt(2.0 * np.pi)
-    return float(np.mean(s * (z * (2.0 * cdf - 1.0) + 2.0 * pdf - 1.0 / np.sqrt(np.pi))))
+    return reduce(s * (z * (2.0 * cdf - 1.0) + 2.0 * pdf - 1.0 / np.sqrt(np.pi)), reduction)
 
 
-def crps_ensemble(y: ArrayLike, samples: ArrayLike, *, fair: bool = False) -> float:
-    """Mean CRPS of an ensemble or sample forecast, ``E|X - y| - 0.5 E|X - X'|``.
+def crps_ensemble(
+    samples: ArrayLike, y: ArrayLike, *, fair: bool = False, reduction: str = "mean"
+) -> float | np.ndarray:
+    """CRPS of an ensemble or sample forecast, ``E|X - y| - 0.5 E|X - X'|``.
 
-    ``E|X - X'|`` is computed from the sorted samples, ``O(S log S)`` per element:
-    ``sum_ij |x_i - x_j| = 2 sum_k (2k - S - 1) x_(k)`` (``k = 1..S``).
+    ``E|X - X'|`` runs over all ``S**2`` ordered pairs, computed exactly from the sorted samples
+    in ``O(S log S)`` per element: ``sum_ij |x_i - x_j| = 2 sum_k (2k - S - 1) x_(k)``.
 
     Parameters
     ----------
-    y : array_like, shape (N,) or (N, D)
     samples : array_like, shape (S, N) or (S, N, D)
         ``S`` draws (or ensemble members) per element of ``y``.
+    y : array_like, shape (N,) or (N, D)
     fair : bool, default False
         ``False`` divides ``sum_ij |x_i - x_j|`` by ``S**2``: the CRPS of the empirical
-        distribution of the samples. ``True`` divides by ``S (S - 1)``: the unbiased ("fair")
-        estimate of the CRPS of the distribution they are drawn from, better for small ``S``.
+        distribution of the samples (properscoring's ``crps_ensemble``). ``True`` divides by
+        ``S (S - 1)``: the unbiased ("fair") estimate of the CRPS of the distribution they are
+        drawn from, better for small ``S``.
+    reduction : {"mean", "none"}, default "mean"
 
     Examples
     --------
-    >>> crps_ensemble([0.0], [[1.0]])  # one member: the absolute error
+    >>> crps_ensemble([[1.0]], [0.0])  # one member: the absolute error
     1.0
     """
     yy = as_array(y, "y", min_ndim=1)
@@ -178,15 +199,14 @@ def crps_ensemble(y: ArrayLike, samples: ArrayLike, *, fair: bool = False) -> fl
     sorted_x = np.sort(x, axis=0)
     pair_sum = 2.0 * np.tensordot(spread_weights, sorted_x, axes=(0, 0))  # sum_ij |x_i - x_j|
     denom = n_samples * (n_samples - 1) if fair else n_samples**2
-    crps = np.mean(np.abs(x - yy), axis=0) - 0.5 * pair_sum / denom
-    return float(np.mean(crps))
+    return reduce(np.mean(np.abs(x - yy), axis=0) - 0.5 * pair_sum / denom, reduction)
 
 
 def _intervals(
     y: ArrayLike | None, lower: ArrayLike, upper: ArrayLike
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    lo = as_array(lower, "lower", min_ndim=1)
-    hi = as_array(upper, "upper", min_ndim=1)
+    lo = as_array(lower, "lower", min_ndim=1, allow_inf=True)
+    hi = as_array(upper, "upper", min_ndim=1, allow_inf=True)
     same_shape(lo, "lower", hi, "upper")
     yy = None
     if y is not None:
@@ -201,29 +221,37 @@ def _intervals(
     return yy, lo, hi
 
 
-def coverage(y: ArrayLike, lower: ArrayLike, upper: ArrayLike) -> float:
+def coverage(
+    lower: ArrayLike, upper: ArrayLike, y: ArrayLike, *, reduction: str = "mean"
+) -> float | np.ndarray:
     """Fraction of elements with ``lower <= y <= upper`` (bounds inclusive).
 
     Parameters
     ----------
-    y, lower, upper : array_like, shape (N,) or (N, D)
-        Crossed intervals (``lower > upper``) are an error, not a miss.
+    lower, upper, y : array_like, shape (N,) or (N, D)
+        Crossed intervals (``lower > upper``) are an error, not a miss. Infinite bounds (a
+        conformal interval with too few calibration points) are allowed.
+    reduction : {"mean", "none"}, default "mean"
+        ``"none"``: 1.0 where covered, 0.0 where not, shape of ``y``.
 
     Examples
     --------
-    >>> coverage([0.0, 1.0, 5.0], [-1.0, 1.0, 0.0], [1.0, 2.0, 4.0])
+    >>> coverage([-1.0, 1.0, 0.0], [1.0, 2.0, 4.0], [0.0, 1.0, 5.0])
     0.6666666666666666
     """
     yy, lo, hi = _intervals(y, lower, upper)
-    return float(np.mean((lo <= yy) & (yy <= hi)))
+    return reduce(((lo <= yy) & (yy <= hi)).astype(np.float64), reduction)
 
 
-def interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
-    """Mean width ``upper - lower`` of prediction intervals (sharpness; lower is better).
+def interval_width(
+    lower: ArrayLike, upper: ArrayLike, *, reduction: str = "mean"
+) -> float | np.ndarray:
+    """Width ``upper - lower`` of prediction intervals (sharpness; lower is better).
 
     Parameters
     ----------
     lower, upper : array_like, shape (N,) or (N, D)
+    reduction : {"mean", "none"}, default "mean"
 
     Examples
     --------
@@ -231,13 +259,13 @@ def interval_width(lower: ArrayLike, upper: ArrayLike) -> float:
     2.0
     """
     _, lo, hi = _intervals(None, lower, upper)
-    return float(np.mean(hi - lo))
+    return reduce(hi - lo, reduction)
 
 
 def calibration_curve_regression(
-    y: ArrayLike,
     mean: ArrayLike,
     std: ArrayLike,
+    y: ArrayLike,
     *,
     levels: Sequence[float] | np.ndarray = DEFAULT_LEVELS,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -248,8 +276,9 @@ def calibration_curve_regression(
 
     Parameters
     ----------
-    y, mean : array_like, shape (N,) or (N, D)
+    mean : array_like, shape (N,) or (N, D)
     std : array_like, broadcastable to the shape of ``y``, > 0
+    y : array_like, shape (N,) or (N, D)
     levels : sequence of float in (0, 1), default 0.05, 0.10, ..., 0.95
 
     Returns
@@ -261,7 +290,7 @@ def calibration_curve_regression(
 
     Examples
     --------
-    >>> nominal, empirical = calibration_curve_regression([0.0, 3.0], [0.0, 0.0], 1.0,
+    >>> nominal, empirical = calibration_curve_regression([0.0, 0.0], 1.0, [0.0, 3.0],
     ...                                                   levels=[0.5, 0.999])
     >>> empirical.tolist()
     [0.5, 1.0]

@@ -2,7 +2,8 @@
 
 A protocol lists metrics by name (``metrics: [rmse, nll, ece]``); the runner looks each up with
 ``METRICS.get(name)`` and calls :meth:`MetricSpec.compute` with the task, the targets and every
-predictive quantity it has. ``nll`` applies to both tasks (Gaussian NLL for regression,
+predictive quantity it has. Implementations follow the functions' order: predictive quantities
+first, the target last (``crps_gaussian(mean, std, y)``). ``nll`` applies to both tasks (Gaussian NLL for regression,
 categorical NLL for classification); the other names apply to one task.
 
 Predictive quantities (keyword names): ``mean``, ``std`` (Gaussian predictive, ``(N,)`` or
@@ -35,14 +36,14 @@ class MetricImpl:
     Attributes
     ----------
     fn : callable
-        ``fn(y, *quantities) -> float`` (``fn(*quantities)`` when ``uses_target`` is False).
+        ``fn(*quantities, y) -> float`` (``fn(*quantities)`` when ``uses_target`` is False).
     needs : tuple of str
-        Predictive quantities passed after the target, in ``fn``'s argument order.
+        Predictive quantities passed before the target, in ``fn``'s argument order.
     uses_target : bool
-        Whether ``fn`` takes the targets first (``interval_width`` does not).
+        Whether ``fn`` takes the targets last (``interval_width`` does not).
     """
 
-    fn: Callable[..., float]
+    fn: Callable[..., Any]
     needs: tuple[str, ...]
     uses_target: bool = True
 
@@ -118,7 +119,7 @@ class MetricSpec:
                 f"got {', '.join(k for k, v in quantities.items() if v is not None) or 'nothing'}"
             )
         args = [quantities[q] for q in impl.needs]
-        return float(impl.fn(y, *args) if impl.uses_target else impl.fn(*args))
+        return float(impl.fn(*args, y) if impl.uses_target else impl.fn(*args))
 
 
 METRICS: Registry[MetricSpec] = Registry("metric")
@@ -136,7 +137,7 @@ _add(
         "nll",
         False,
         {
-            _R: MetricImpl(reg.gaussian_nll, ("mean", "std")),
+            _R: MetricImpl(reg.nll_gaussian, ("mean", "std")),
             _C: MetricImpl(cls.nll_categorical, ("probs",)),
         },
         "mean negative log-likelihood (Gaussian for regression, categorical for classification)",
@@ -162,16 +163,12 @@ _add(
     )
 )
 _add(MetricSpec("accuracy", True, {_C: MetricImpl(cls.accuracy, ("probs",))}, "top-1 accuracy"))
-_add(
-    MetricSpec(
-        "brier", False, {_C: MetricImpl(cls.brier_score, ("probs",))}, "multi-class Brier score"
-    )
-)
+_add(MetricSpec("brier", False, {_C: MetricImpl(cls.brier, ("probs",))}, "multi-class Brier score"))
 _add(
     MetricSpec(
         "ece",
         False,
-        {_C: MetricImpl(cls.expected_calibration_error, ("probs",))},
+        {_C: MetricImpl(cls.ece, ("probs",))},
         "top-label expected calibration error, 15 equal-width bins",
     )
 )

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from trustml.calibration import ConformalRegressor
+from trustml.calibration import IsotonicRecalibration, SplitConformal, TemperatureScaling
 from trustml.data import BaseDataset, HDF5Dataset, load_builtin, split_indices
 from trustml.exceptions import ProtocolError, TrustmlInputError
 from trustml.explain import attribute, completeness_check
@@ -38,7 +38,10 @@ log = logging.getLogger("trustml")
 #: Methods and options of protocol v1 this release runs; the schema knows the rest.
 _AVAILABLE = {
     "uncertainty.method": ("deep_ensemble",),
-    "calibration.method": {"regression": ("conformal", "none"), "classification": ("none",)},
+    "calibration.method": {
+        "regression": ("conformal", "isotonic", "none"),
+        "classification": ("conformal", "temperature", "none"),
+    },
 }
 COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -256,21 +259,32 @@ def run_protocol(
         "method": protocol.calibration.method,
         "alpha": protocol.calibration.alpha,
     }
+    # Fitted on the calibration split only; everything after this block (metrics, arrays,
+    # attribution targets) sees the calibrated test predictive.
+    pred_test_raw = pred_test
+    pred_test, cal_info = _calibrate(protocol, pred_cal, y_cal, pred_test_raw)
+    summary_cal.update(cal_info)
     if task == "regression":
         level = 1.0 - protocol.calibration.alpha
-        lower, upper, cal_info = _calibrated_interval(protocol, pred_cal, y_cal, pred_test, level)
-        summary_cal.update(cal_info)
+        summary_cal["level"] = level
+        lower, upper = pred_test.interval(level)
         quantities = {"mean": pred_test.mean, "std": pred_test.std, "lower": lower, "upper": upper}
         arrays.update({f"test/{k}": v for k, v in quantities.items()})
         arrays["test/targets"] = y_test
         arrays["test/epistemic_var"] = pred_test.epistemic_var
         arrays["test/aleatoric_var"] = pred_test.aleatoric_var
-        coverage_curve = _coverage_curve(protocol, pred_cal, y_cal, pred_test, y_test)
+        coverage_curve = _coverage_curve(pred_test_raw, pred_test, y_test)
         baseline = _scoring.regression_baseline(y_train, len(y_test), level)
     else:
         quantities = {"probs": pred_test.probs}
         arrays["test/probs"] = pred_test.probs
         arrays["test/labels"] = y_test
+        if protocol.calibration.method == "conformal":
+            sets = pred_test.predict_set()
+            arrays["test/prediction_sets"] = sets
+            summary_cal["level"] = 1.0 - protocol.calibration.alpha
+            summary_cal["set_coverage"] = float(np.mean(sets[np.arange(len(y_test)), y_test]))
+            summary_cal["mean_set_size"] = float(np.mean(sets.sum(axis=1)))
         coverage_curve = None
         baseline = _scoring.classification_baseline(y_train, len(y_test), plan.n_targets)
 
@@ -328,34 +342,46 @@ def run_protocol(
     return RunOutcome(results, outdir)
 
 
-def _calibrated_interval(
-    protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive, level: float
-) -> tuple[np.ndarray, np.ndarray, dict[str, Any]]:
-    if protocol.calibration.method == "conformal":
-        conf = ConformalRegressor(alpha=1.0 - level).fit(pred_cal, y_cal)
-        lower, upper = conf.interval(pred_test)
-        return (
-            lower,
-            upper,
-            {"level": level, "std_multiplier": conf.q_.tolist(), "n_calibration": len(y_cal)},
+def _calibrate(
+    protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive
+) -> tuple[Predictive, dict[str, Any]]:
+    """Fit the protocol's calibrator on the calibration split; return the calibrated test
+    predictive and what to report about the fit."""
+    method = protocol.calibration.method
+    if method == "none":
+        return pred_test, {}
+    info: dict[str, Any] = {"n_calibration": len(y_cal)}
+    if method == "conformal":
+        conf = SplitConformal(alpha=protocol.calibration.alpha).fit(pred_cal, y_cal)
+        if protocol.task == "regression":
+            info["std_multiplier"] = conf.q_.tolist()
+        else:
+            info.update({"score": conf.score, "threshold": conf.q_})
+        return conf.transform(pred_test), info
+    if method == "temperature":
+        ts = TemperatureScaling().fit(pred_cal, y_cal)
+        info.update(
+            {
+                "temperature": ts.temperature_,
+                "nll_calibration_before": ts.nll_before_,
+                "nll_calibration_after": ts.nll_after_,
+            }
         )
-    lower, upper = pred_test.interval(level)
-    return lower, upper, {"level": level}
+        return ts.transform(pred_test), info
+    iso = IsotonicRecalibration().fit(pred_cal, y_cal)
+    info["n_knots"] = [int(x.size) for x, _ in iso.knots_]
+    return iso.transform(pred_test), info
 
 
 def _coverage_curve(
-    protocol: Protocol,
-    pred_cal: Predictive,
-    y_cal: np.ndarray,
-    pred_test: Predictive,
-    y_test: np.ndarray,
+    pred_raw: Predictive, pred_calibrated: Predictive, y_test: np.ndarray
 ) -> dict[str, list[float]]:
     """Empirical vs nominal coverage of central intervals, before and after calibration."""
     raw, calibrated = [], []
     for level in COVERAGE_LEVELS:
-        lo, hi = pred_test.interval(level)
+        lo, hi = pred_raw.interval(level)
         raw.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
-        lo, hi, _ = _calibrated_interval(protocol, pred_cal, y_cal, pred_test, level)
+        lo, hi = pred_calibrated.interval(level)
         calibrated.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
     return {"nominal": list(COVERAGE_LEVELS), "empirical_raw": raw, "empirical": calibrated}
 
