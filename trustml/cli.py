@@ -88,6 +88,8 @@ def _evaluate(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         command=["trustml", *sys.argv[1:]],
     )
+    if outcome.results is None:  # an MPI rank other than 0: rank 0 reports
+        return EXIT_PASS if outcome.passed else EXIT_FAIL
     summary = outcome.results.summary
     if not args.quiet:
         for a in summary["acceptance"]:
@@ -147,6 +149,12 @@ def _data_export(args: argparse.Namespace) -> int:
     return EXIT_PASS
 
 
+def _rank() -> int:
+    from trustml.distributed import get_comm
+
+    return get_comm().rank
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trustml`` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
@@ -166,8 +174,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return handlers[args.command](args)
     except TrustmlInputError as exc:
-        message = " ".join(str(exc).split())  # exactly one line
-        print(f"trustml: error: {message}", file=sys.stderr)
+        # Under MPI every rank meets the same invalid input; one of them says so.
+        if _rank() == 0:
+            message = " ".join(str(exc).split())  # exactly one line
+            print(f"trustml: error: {message}", file=sys.stderr)
         return EXIT_INVALID
     except KeyboardInterrupt:
         print("trustml: interrupted; nothing was written", file=sys.stderr)

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from trustml.protocol import parse_protocol, run_protocol
+from trustml.distributed import SerialComm
 from trustml.protocol import runner as runner_mod
 
 DIGITS = {
@@ -62,7 +63,7 @@ def test_groups_never_straddle_splits_and_runs_are_deterministic(tmp_path):
         "calibration": {"method": "conformal", "alpha": 0.2},
     }
     p = parse_protocol(raw)
-    plan = runner_mod._plan(p, tmp_path)
+    plan = runner_mod._plan(p, tmp_path, SerialComm())
     owners = {}
     for name, idx in plan.splits.items():
         for g in np.unique(groups[idx]):
@@ -75,7 +76,7 @@ def test_groups_never_straddle_splits_and_runs_are_deterministic(tmp_path):
     np.testing.assert_array_equal(a.arrays["test/mean"], b.arrays["test/mean"])
 
 
-def test_a_failure_mid_run_writes_nothing(tmp_path, monkeypatch):
+def test_a_failure_mid_run_leaves_checkpoints_but_no_report(tmp_path, monkeypatch):
     p = parse_protocol(copy.deepcopy(DIGITS))
 
     def boom(*args, **kwargs):
@@ -84,4 +85,6 @@ def test_a_failure_mid_run_writes_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(runner_mod, "_attribute", boom)
     with pytest.raises(RuntimeError):
         run_protocol(p, "", out=tmp_path / "out", progress=False)
-    assert list(tmp_path.iterdir()) == []
+    # Nothing that looks like a report; the finished members are kept for a resume.
+    assert [x.name for x in (tmp_path / "out").iterdir()] == ["checkpoints"]
+    assert len(list((tmp_path / "out" / "checkpoints").glob("member-*.pt"))) == 2

@@ -11,6 +11,7 @@ import hashlib
 import logging
 import platform
 import sys
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -22,10 +23,12 @@ import torch
 
 from trustml.calibration import IsotonicRecalibration, SplitConformal, TemperatureScaling
 from trustml.data import BaseDataset, HDF5Dataset, load_builtin, split_indices
+from trustml.distributed import Comm, MemberCheckpoints, abort_on_error, get_comm, run_key
 from trustml.exceptions import ProtocolError, TrustmlInputError
-from trustml.explain import attribute, completeness_check
+from trustml.explain import completeness_check
 from trustml.models import build_from_factory, build_model, model_summary
 from trustml.protocol import _scoring
+from trustml.protocol._parallel import attribute_sharded, predict_sharded, train_ensemble
 from trustml.protocol.schema import Protocol
 from trustml.report import RunResults
 from trustml.uq import DeepEnsemble, Predictive
@@ -48,14 +51,15 @@ COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
 @dataclass
 class RunOutcome:
-    """What :func:`run_protocol` returns: the results and where they were written."""
+    """What :func:`run_protocol` returns: the results (rank 0) and where they were written."""
 
-    results: RunResults
+    results: RunResults | None
     outdir: Path | None
+    verdict: str
 
     @property
     def passed(self) -> bool:
-        return self.results.summary["verdict"] == "pass"
+        return self.verdict == "pass"
 
 
 @dataclass
@@ -80,12 +84,13 @@ def resolve_outdir(protocol: Protocol, out: str | Path | None) -> Path:
     return Path("reports") / protocol.name
 
 
-def _device(protocol: Protocol) -> torch.device:
+def _device(protocol: Protocol, comm: Comm) -> torch.device:
     if protocol.device == "cuda" and not torch.cuda.is_available():
         raise ProtocolError("'cuda' was asked for but no CUDA device is available", key="device")
-    if protocol.device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(protocol.device)
+    if protocol.device == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    # One GPU per rank: rank r on a node uses local GPU r mod n_gpus.
+    return torch.device("cuda", comm.local_rank % torch.cuda.device_count())
 
 
 def _check_available(protocol: Protocol) -> None:
@@ -125,9 +130,9 @@ def _count_classes(ds: BaseDataset) -> int:
     return top + 1
 
 
-def _plan(protocol: Protocol, base_dir: Path) -> _Plan:
+def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
     _check_available(protocol)
-    device = _device(protocol)
+    device = _device(protocol, comm)
     ds = _load_dataset(protocol, base_dir)
     if ds.task_hint != protocol.task:
         raise ProtocolError(
@@ -141,6 +146,12 @@ def _plan(protocol: Protocol, base_dir: Path) -> _Plan:
         n_targets = _count_classes(ds)
         output_dim = n_targets
     names = list(getattr(ds, "target_names", None) or [f"y{i}" for i in range(n_targets)])
+    spec = protocol.attribution
+    if spec is not None and protocol.task == "regression" and spec.target >= n_targets:
+        raise ProtocolError(
+            f"must be < {n_targets} (the number of targets), got {spec.target}",
+            key="attribution.target",
+        )
     split = protocol.data.split
     splits = split_indices(
         len(ds),
@@ -208,6 +219,7 @@ def run_protocol(
     write: bool = True,
     progress: bool | None = None,
     command: list[str] | None = None,
+    comm: Any = None,
 ) -> RunOutcome:
     """Run ``protocol`` and (by default) write its report atomically.
 
@@ -220,36 +232,124 @@ def run_protocol(
     base_dir : path
         Relative HDF5 paths in the protocol resolve against it (the protocol file's folder).
     out : path, optional
-        Output folder; see :func:`resolve_outdir`.
+        Output folder; see :func:`resolve_outdir`. Finished ensemble members are checkpointed
+        under ``OUT/checkpoints/``; running the same protocol again resumes from them.
     write : bool
-        Write the report folder (``False`` returns the results only).
+        Write the report folder (``False`` returns the results only, and checkpoints nothing).
     progress : bool, optional
-        Progress bars; default only on a terminal.
+        Progress bars; default only on a terminal (and only on rank 0).
+    comm : mpi4py communicator or trustml Comm, optional
+        Default: ``MPI.COMM_WORLD`` when started by ``mpiexec``/``srun``, else one process.
+        Members, predictions and attributions are spread over the ranks; the numbers do not
+        depend on the number of ranks. Rank 0 alone holds the results and writes the report.
 
     Returns
     -------
     RunOutcome
+        ``results`` is ``None`` on ranks other than 0; ``verdict`` is known on every rank.
     """
+    comm = get_comm(comm)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    plan = _plan(protocol, Path(base_dir))
+    started = time.perf_counter()
+    # Every rank validates alike: an invalid protocol fails on all of them, before any work.
+    plan = _plan(protocol, Path(base_dir), comm)
     outdir = resolve_outdir(protocol, out) if write else None
+    with abort_on_error(comm):
+        return _execute(protocol, protocol_text, plan, outdir, comm, progress, command, Path(base_dir), started)
+
+
+def _execute(
+    protocol: Protocol,
+    protocol_text: str,
+    plan: _Plan,
+    outdir: Path | None,
+    comm: Comm,
+    progress: bool | None,
+    command: list[str] | None,
+    base_dir: Path,
+    started: float,
+) -> RunOutcome:
     ds, splits, task = plan.dataset, plan.splits, protocol.task
-    fingerprint = ds.fingerprint()
+    fingerprint = comm.bcast(ds.fingerprint() if comm.rank == 0 else None)
+    show = (progress if progress is not None else sys.stderr.isatty()) and comm.rank == 0
 
     u = protocol.uncertainty
-    log.info("training a %d-member deep ensemble on %d samples", u.members, len(splits["train"]))
+    key = run_key(
+        {
+            "seed": protocol.seed,
+            "data": fingerprint,
+            "split": protocol.data.split.model_dump(),
+            "task": task,
+            "model": protocol.model.model_dump(),
+            "uncertainty": u.model_dump(),
+            "device": plan.device.type,
+        }
+    )
+    store = MemberCheckpoints(outdir / "checkpoints", key) if outdir is not None else None
+    if comm.rank == 0:
+        log.info(
+            "training a %d-member deep ensemble on %d samples%s",
+            u.members,
+            len(splits["train"]),
+            f" over {comm.size} ranks" if comm.size > 1 else "",
+        )
     ensemble = DeepEnsemble(
         plan.make_model, members=u.members, task=task, seed=protocol.seed, device=plan.device
-    ).fit(
-        ds.subset(splits["train"]),
-        epochs=u.train.epochs,
-        batch_size=u.train.batch_size,
-        lr=u.train.lr,
-        weight_decay=u.train.weight_decay,
-        progress=progress,
     )
-    pred_cal = ensemble.predict(ds.subset(splits["calibration"]))
-    pred_test = ensemble.predict(ds.subset(splits["test"]))
+    fit_options = {
+        "epochs": u.train.epochs,
+        "batch_size": u.train.batch_size,
+        "lr": u.train.lr,
+        "weight_decay": u.train.weight_decay,
+        "progress": show,
+    }
+    ensemble = train_ensemble(
+        ensemble, ds.subset(splits["train"]), fit_options, comm=comm, checkpoints=store
+    )
+    pred_cal = predict_sharded(ensemble, ds, splits["calibration"], comm=comm)
+    pred_test = predict_sharded(ensemble, ds, splits["test"], comm=comm)
+
+    # Calibration and scoring need every prediction: rank 0 alone from here, but attribution,
+    # which is sharded again, needs the classes it explains.
+    stage: dict[str, Any] | None = None
+    if comm.rank == 0:
+        stage = _score(protocol, plan, pred_cal, pred_test)
+    attribution_summary = None
+    if protocol.attribution is not None:
+        targets = comm.bcast(stage["attribution_targets"] if stage is not None else None)
+        attribution_summary = _attribute(protocol, plan, ensemble, targets, comm, stage)
+
+    verdict = None
+    results = None
+    if comm.rank == 0:
+        assert stage is not None
+        acceptance = _scoring.acceptance(protocol.acceptance, stage["metrics"])
+        verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
+        summary = _summary(protocol, plan, ensemble, stage, acceptance, verdict, fingerprint)
+        if attribution_summary is not None:
+            summary["attribution"] = attribution_summary
+        manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
+        manifest.update(
+            {
+                "protocol_dir": str(base_dir.resolve()),
+                "mpi_world_size": comm.size,
+                "wall_time_s": round(time.perf_counter() - started, 2),
+            }
+        )
+        results = RunResults(
+            summary=summary, arrays=stage["arrays"], manifest=manifest, protocol_text=protocol_text
+        )
+        if outdir is not None:
+            results.write(outdir, keep=("checkpoints",))
+    verdict = comm.bcast(verdict)
+    return RunOutcome(results, outdir, verdict)
+
+
+def _score(
+    protocol: Protocol, plan: _Plan, pred_cal: Predictive, pred_test: Predictive
+) -> dict[str, Any]:
+    """Calibrate on the calibration split, score the test split (rank 0)."""
+    ds, splits, task = plan.dataset, plan.splits, protocol.task
     y_cal = _targets(ds, splits["calibration"], task)
     y_test = _targets(ds, splits["test"], task)
     y_train = _targets(ds, splits["train"], task)
@@ -264,6 +364,7 @@ def run_protocol(
     pred_test_raw = pred_test
     pred_test, cal_info = _calibrate(protocol, pred_cal, y_cal, pred_test_raw)
     summary_cal.update(cal_info)
+    coverage_curve = None
     if task == "regression":
         level = 1.0 - protocol.calibration.alpha
         summary_cal["level"] = level
@@ -285,34 +386,51 @@ def run_protocol(
             summary_cal["level"] = 1.0 - protocol.calibration.alpha
             summary_cal["set_coverage"] = float(np.mean(sets[np.arange(len(y_test)), y_test]))
             summary_cal["mean_set_size"] = float(np.mean(sets.sum(axis=1)))
-        coverage_curve = None
         baseline = _scoring.classification_baseline(y_train, len(y_test), plan.n_targets)
 
     boot_seed = child(protocol.seed, "bootstrap")
-    metrics = _scoring.score(protocol.metric_names, y_test, quantities, seed=boot_seed)
-    baseline_metrics = _scoring.score(protocol.metric_names, y_test, baseline, seed=boot_seed)
-
-    attribution_summary = None
+    attribution_targets = None
     if protocol.attribution is not None:
-        attribution_summary = _attribute(protocol, plan, ensemble, pred_test, arrays)
+        n = min(protocol.attribution.n_examples, len(splits["test"]))
+        if task == "regression":
+            attribution_targets = np.full(n, protocol.attribution.target)
+        else:  # explain the class the calibrated model predicts
+            attribution_targets = pred_test.probs[:n].argmax(axis=1)
+    return {
+        "arrays": arrays,
+        "calibration": summary_cal,
+        "coverage_curve": coverage_curve,
+        "metrics": _scoring.score(protocol.metric_names, y_test, quantities, seed=boot_seed),
+        "baseline_metrics": _scoring.score(protocol.metric_names, y_test, baseline, seed=boot_seed),
+        "attribution_targets": attribution_targets,
+    }
 
-    acceptance = _scoring.acceptance(protocol.acceptance, metrics)
-    verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
+
+def _summary(
+    protocol: Protocol,
+    plan: _Plan,
+    ensemble: DeepEnsemble,
+    stage: dict[str, Any],
+    acceptance: list[dict[str, Any]],
+    verdict: str,
+    fingerprint: str,
+) -> dict[str, Any]:
+    ds, u = plan.dataset, protocol.uncertainty
     summary_model = model_summary(ensemble.members_[0])
     summary: dict[str, Any] = {
         "name": protocol.name,
-        "task": task,
+        "task": protocol.task,
         "seed": protocol.seed,
         "verdict": verdict,
-        "metrics": metrics,
-        "baseline_metrics": baseline_metrics,
+        "metrics": stage["metrics"],
+        "baseline_metrics": stage["baseline_metrics"],
         "acceptance": acceptance,
         "data": {
             "source": ds.source,
             "n_samples": len(ds),
             "input_shape": list(ds.input_shape),
             "target_names": plan.target_names,
-            "splits": {k: len(v) for k, v in splits.items()},
+            "splits": {k: len(v) for k, v in plan.splits.items()},
             "fingerprint": fingerprint,
         },
         "model": {
@@ -326,20 +444,11 @@ def run_protocol(
             "train": u.train.model_dump(),
             "history": ensemble.history_,
         },
-        "calibration": summary_cal,
+        "calibration": stage["calibration"],
     }
-    if coverage_curve is not None:
-        summary["coverage_curve"] = coverage_curve
-    if attribution_summary is not None:
-        summary["attribution"] = attribution_summary
-    manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
-    manifest["protocol_dir"] = str(Path(base_dir).resolve())
-    results = RunResults(
-        summary=summary, arrays=arrays, manifest=manifest, protocol_text=protocol_text
-    )
-    if outdir is not None:
-        results.write(outdir)
-    return RunOutcome(results, outdir)
+    if stage["coverage_curve"] is not None:
+        summary["coverage_curve"] = stage["coverage_curve"]
+    return summary
 
 
 def _calibrate(
@@ -387,32 +496,40 @@ def _coverage_curve(
 
 
 def _attribute(
-    protocol: Protocol, plan: _Plan, ensemble: DeepEnsemble, pred_test: Predictive, arrays: dict
-) -> dict[str, Any]:
+    protocol: Protocol,
+    plan: _Plan,
+    ensemble: DeepEnsemble,
+    targets: np.ndarray,
+    comm: Comm,
+    stage: dict[str, Any] | None,
+) -> dict[str, Any] | None:
+    """Attribute the first test examples, sharded over ranks; rank 0 stores and checks them."""
     spec = protocol.attribution
     assert spec is not None
-    idx = plan.splits["test"][: spec.n_examples]
-    x, _ = plan.dataset.read(idx)
-    if protocol.task == "regression":
-        if spec.target >= plan.n_targets:
-            raise ProtocolError(
-                f"must be < {plan.n_targets} (the number of targets), got {spec.target}",
-                key="attribution.target",
-            )
-        targets: Any = spec.target
-        target_text = f"predicted mean of {plan.target_names[spec.target]}"
-        target_index = np.full(len(idx), spec.target)
-    else:
-        target_index = pred_test.probs[: len(idx)].argmax(axis=1)
-        targets = target_index
-        target_text = "logit of the predicted class"
+    idx = plan.splits["test"][: len(targets)]
     method = spec.methods[0]
-    attr = attribute(
-        ensemble, x, method=method, target=targets, n_steps=spec.n_steps, internal_batch_size=64
+    target: int | np.ndarray = int(targets[0]) if protocol.task == "regression" else targets
+    attr = attribute_sharded(
+        ensemble,
+        plan.dataset,
+        idx,
+        target,
+        method=method,
+        comm=comm,
+        n_steps=spec.n_steps,
+        internal_batch_size=64,
     )
-    arrays["attribution/inputs"] = x
+    if comm.rank != 0:
+        return None
+    assert stage is not None and attr is not None
+    arrays = stage["arrays"]
+    arrays["attribution/inputs"] = plan.dataset.read(idx)[0]
     arrays["attribution/maps"] = attr.members.astype(np.float32)
-    arrays["attribution/target_index"] = target_index
+    arrays["attribution/target_index"] = np.asarray(targets)
+    if protocol.task == "regression":
+        target_text = f"predicted mean of {plan.target_names[spec.target]}"
+    else:
+        target_text = "logit of the predicted class"
     checks = {}
     if "completeness" in spec.checks:
         checks["completeness"] = completeness_check(attr).as_dict()

@@ -90,11 +90,13 @@ class RunResults:
             )
         self.arrays = _checked_arrays(self.arrays)
 
-    def write(self, outdir: str | Path) -> Path:
+    def write(self, outdir: str | Path, *, keep: tuple[str, ...] = ()) -> Path:
         """Atomically write the results directory ``outdir`` and return its resolved path.
 
         ``outdir`` appears only once every file, ``report.html`` included, is complete; an
         existing ``outdir`` is replaced only then, and left as it was if anything fails.
+        Entries of an existing ``outdir`` named in ``keep`` (e.g. ``"checkpoints"``) are
+        carried over into the new one.
         """
         summary_bytes = json_bytes(self.summary, name="summary")
         manifest_bytes = json_bytes(self.manifest, name="manifest")
@@ -107,7 +109,7 @@ class RunResults:
         )
         from trustml.report import html as _html  # late: html imports this module
 
-        with atomic_directory(outdir) as tmp:
+        with atomic_directory(outdir, keep=keep) as tmp:
             (tmp / "results.json").write_bytes(summary_bytes)
             (tmp / "manifest.json").write_bytes(manifest_bytes)
             (tmp / "protocol.yaml").write_bytes(self.protocol_text.encode("utf-8"))

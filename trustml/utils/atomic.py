@@ -13,11 +13,12 @@ __all__ = ["atomic_directory", "atomic_write_bytes", "atomic_write_text"]
 
 
 @contextlib.contextmanager
-def atomic_directory(target: str | Path) -> Iterator[Path]:
+def atomic_directory(target: str | Path, *, keep: tuple[str, ...] = ()) -> Iterator[Path]:
     """Yield a temporary directory next to ``target``; on success rename it to ``target``.
 
-    An existing ``target`` is replaced only once the new content is complete. On an exception
-    the temporary directory is removed and ``target`` is left as it was.
+    An existing ``target`` is replaced only once the new content is complete; its entries
+    named in ``keep`` are moved into the new directory first. On an exception the temporary
+    directory is removed and ``target`` is left as it was.
     """
     target = Path(target).resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -31,6 +32,9 @@ def atomic_directory(target: str | Path) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    for name in keep:
+        if (target / name).exists() and not (tmp / name).exists():
+            os.replace(target / name, tmp / name)
     old = None
     if target.exists():
         old = target.parent / f".{target.name}.old-{os.getpid()}"

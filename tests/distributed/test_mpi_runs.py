@@ -1,0 +1,91 @@
+"""`trustml evaluate` under a real `mpiexec -n 2`: same numbers as one process, resume after a crash."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.mpi, pytest.mark.slow]
+
+PROTOCOL = {
+    "trustml": 1,
+    "name": "mpi",
+    "seed": 21,
+    "device": "cpu",
+    "data": {"builtin": "cosmology2d", "options": {"n": 300, "size": 16}},
+    "task": "regression",
+    "model": {"builtin": "cnn", "options": {"channels": [4, 8], "hidden": 16}},
+    # 3 members over 2 ranks: uneven blocks, so members train beside different neighbours.
+    "uncertainty": {"members": 3, "train": {"epochs": 2, "batch_size": 32}},
+    "calibration": {"method": "conformal", "alpha": 0.2},
+    "metrics": ["rmse", "nll", "crps", "coverage"],
+    "attribution": {"n_examples": 6, "n_steps": 16, "target": 1},
+}
+
+
+def serial(args, cwd):
+    # Float reductions depend on the number of threads, not on the number of ranks: compare
+    # with the one thread per process that the mpirun fixture gives each rank.
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    return subprocess.run(
+        [sys.executable, "-m", "trustml.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=300, env=env
+    )
+
+
+@pytest.fixture
+def protocol(tmp_path):
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(PROTOCOL))
+    return f
+
+
+def results(outdir: Path) -> dict:
+    return json.loads((outdir / "results.json").read_text())
+
+
+def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
+    one = serial(["evaluate", str(protocol), "--out", "p1", "--quiet"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "p2", "--quiet", cwd=tmp_path, timeout=300)
+    assert two.returncode == 0, two.stderr
+    assert results(tmp_path / "p2") == results(tmp_path / "p1")
+    manifest = json.loads((tmp_path / "p2" / "manifest.json").read_text())
+    assert manifest["mpi_world_size"] == 2
+    assert sorted(p.name for p in (tmp_path / "p2" / "checkpoints").iterdir()) == [
+        "member-00000.pt",
+        "member-00001.pt",
+        "member-00002.pt",
+    ]
+
+
+def test_a_crashed_rank_resumes_from_its_checkpoints(mpirun, protocol, tmp_path, monkeypatch):
+    ref = serial(["evaluate", str(protocol), "--out", "ref", "--quiet"], tmp_path)
+    assert ref.returncode == 0, ref.stderr
+
+    # Rank 1 dies (like a lost node) right after checkpointing its member.
+    monkeypatch.setenv("TRUSTML_TEST_CRASH_AFTER_CHECKPOINT", "1")
+    crashed = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "run", cwd=tmp_path, timeout=300)
+    assert crashed.returncode != 0
+    assert not (tmp_path / "run" / "results.json").exists()
+    assert (tmp_path / "run" / "checkpoints" / "member-00002.pt").exists()
+
+    monkeypatch.delenv("TRUSTML_TEST_CRASH_AFTER_CHECKPOINT")
+    resumed = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "run", cwd=tmp_path, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "rank 1: resumed members [2] from checkpoints" in resumed.stderr
+    assert results(tmp_path / "run") == results(tmp_path / "ref")
+
+
+def test_invalid_protocol_under_mpi_exits_2_with_one_line(mpirun, tmp_path):
+    bad = dict(PROTOCOL, uncertanity={"members": 2})
+    f = tmp_path / "bad.yaml"
+    f.write_text(yaml.safe_dump(bad))
+    out = mpirun(2, "-m", "trustml.cli", "evaluate", str(f), "--out", "x", cwd=tmp_path, timeout=120)
+    assert out.returncode == 2
+    errors = [line for line in out.stderr.splitlines() if line.startswith("trustml: error")]
+    assert len(errors) == 1 and "uncertanity" in errors[0]
+    assert not (tmp_path / "x").exists()

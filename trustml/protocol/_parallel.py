@@ -1,0 +1,158 @@
+"""The stages of a run that are spread over MPI ranks: training, prediction, attribution.
+
+Work is split so that every rank count computes exactly the same numbers: member ``k`` is
+trained from child ``k`` of the protocol seed whichever rank trains it, and predictions and
+attributions are cut on the batch boundaries a single process uses.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+from trustml.data import BaseDataset
+from trustml.distributed import Comm, MemberCheckpoints, block_range, shard_batches
+from trustml.explain import Attribution, attribute
+from trustml.uq import DeepEnsemble, Predictive
+
+__all__ = ["train_ensemble", "predict_sharded", "attribute_sharded", "PREDICT_BATCH", "ATTRIBUTE_CHUNK"]
+
+log = logging.getLogger("trustml")
+
+PREDICT_BATCH = 256
+ATTRIBUTE_CHUNK = 4
+#: Testing hook: the rank named here exits hard right after writing its checkpoints, as a
+#: node failure would. Used by the resume tests; never set it in production.
+CRASH_ENV = "TRUSTML_TEST_CRASH_AFTER_CHECKPOINT"
+
+
+def _to_plain(part: Mapping[str, Any], j: int) -> dict[str, Any]:
+    """Member ``j`` of a ``_fit_members`` result as tensors and lists (``weights_only`` safe)."""
+
+    def tensor(a: Any) -> torch.Tensor | None:
+        return None if a is None else torch.as_tensor(np.asarray(a))
+
+    return {
+        "member_indices": [int(part["member_indices"][j])],
+        "state_dicts": [part["state_dicts"][j]],
+        "history": {key: [list(map(float, v[j]))] for key, v in part["history"].items()},
+        "target_shift": tensor(part["target_shift"]),
+        "target_scale": tensor(part["target_scale"]),
+        "n_outputs": int(part["n_outputs"]),
+        "validation_indices": tensor(part["validation_indices"]),
+        "engine": str(part["engine"]),
+    }
+
+
+def _from_plain(plain: Mapping[str, Any]) -> dict[str, Any]:
+    def array(t: torch.Tensor | None) -> np.ndarray | None:
+        return None if t is None else t.numpy()
+
+    return {
+        **plain,
+        "target_shift": array(plain["target_shift"]),
+        "target_scale": array(plain["target_scale"]),
+        "validation_indices": array(plain["validation_indices"]),
+    }
+
+
+def train_ensemble(
+    ensemble: DeepEnsemble,
+    train: BaseDataset,
+    fit_options: Mapping[str, Any],
+    *,
+    comm: Comm,
+    checkpoints: MemberCheckpoints | None,
+) -> DeepEnsemble:
+    """Train this rank's block of members (vectorized), checkpoint them, share all of them.
+
+    Members with a valid checkpoint are loaded, not retrained.
+    """
+    mine = list(block_range(ensemble.members, comm.size, comm.rank))
+    plain_parts: list[dict[str, Any]] = []
+    todo = []
+    for k in mine:
+        stored = checkpoints.load(k) if checkpoints is not None else None
+        if stored is None:
+            todo.append(k)
+        else:
+            plain_parts.append(stored)
+    if plain_parts:
+        resumed = [p["member_indices"][0] for p in plain_parts]
+        log.info("rank %d: resumed members %s from checkpoints", comm.rank, resumed)
+    if todo:
+        part = ensemble._fit_members(todo, train, **fit_options)
+        for j, k in enumerate(part["member_indices"]):
+            plain = _to_plain(part, j)
+            if checkpoints is not None:
+                checkpoints.save(k, plain)
+            plain_parts.append(plain)
+        if os.environ.get(CRASH_ENV) == str(comm.rank):
+            os._exit(75)
+    gathered = [p for parts in comm.allgather(plain_parts) for p in parts]
+    return ensemble._assemble([_from_plain(p) for p in gathered])
+
+
+def predict_sharded(
+    ensemble: DeepEnsemble, ds: BaseDataset, indices: np.ndarray, *, comm: Comm
+) -> Predictive | None:
+    """Predict ``indices`` with each rank taking whole batches; rank 0 gets the Predictive."""
+    mine = shard_batches(indices, PREDICT_BATCH, comm.size, comm.rank)
+    local: dict[str, np.ndarray] | None = None
+    if len(mine):
+        p = ensemble.predict(ds.subset(mine), batch_size=PREDICT_BATCH)
+        if p.task == "regression":
+            local = {"means": p.member_means, "stds": p.member_stds}
+        else:
+            local = {"probs": p.member_probs}
+            if getattr(p, "member_logits", None) is not None:
+                local["logits"] = p.member_logits
+    pieces = comm.gather(local, root=0)
+    if comm.rank != 0:
+        return None
+    pieces = [q for q in pieces if q is not None]
+    cat = {key: np.concatenate([q[key] for q in pieces], axis=1) for key in pieces[0]}
+    if "means" in cat:
+        return Predictive.regression(cat["means"], cat["stds"])
+    return Predictive.classification(cat["probs"], member_logits=cat.get("logits"))
+
+
+def attribute_sharded(
+    ensemble: DeepEnsemble,
+    ds: BaseDataset,
+    indices: np.ndarray,
+    target: int | np.ndarray,
+    *,
+    method: str,
+    comm: Comm,
+    **kwargs: Any,
+) -> Attribution | None:
+    """Attribute the examples ``indices`` in fixed chunks spread over the ranks; each rank
+    reads only its own examples. Rank 0 gets the result, in the order of ``indices``."""
+    positions = np.arange(len(indices))
+    mine = shard_batches(positions, ATTRIBUTE_CHUNK, comm.size, comm.rank)
+    local = []
+    for start in range(0, len(mine), ATTRIBUTE_CHUNK):
+        chunk = mine[start : start + ATTRIBUTE_CHUNK]
+        x, _ = ds.read(indices[chunk])
+        t = target if isinstance(target, int) else np.asarray(target)[chunk]
+        local.append(attribute(ensemble, x, method=method, target=t, **kwargs))
+    pieces = comm.gather(local, root=0)
+    if comm.rank != 0:
+        return None
+    parts = [a for rank_parts in pieces for a in rank_parts]
+    deltas = [a.convergence_delta for a in parts]
+    return Attribution(
+        members=np.concatenate([a.members for a in parts], axis=1),
+        outputs=np.concatenate([a.outputs for a in parts], axis=1),
+        baseline_outputs=np.concatenate([a.baseline_outputs for a in parts], axis=1),
+        convergence_delta=None
+        if any(d is None for d in deltas)
+        else np.concatenate(deltas, axis=1),
+        method=method,
+    )
