@@ -50,6 +50,50 @@ def test_learns_heteroscedastic_noise(hetero_data):
     assert 0.8 < np.mean((y >= lo) & (y <= hi)) < 0.97
 
 
+def test_homoscedastic_members_learn_one_noise_level_per_target():
+    rng = np.random.default_rng(2)
+    x = rng.uniform(-2, 2, size=(600, 1)).astype(np.float32)
+    y = np.concatenate([np.sin(x), 0.5 * x], axis=1) + [0.1, 0.4] * rng.normal(size=(600, 2))
+    ens = DeepEnsemble(lambda: _mlp(1, 2), members=2, seed=0, heteroscedastic=False)
+    p = ens.fit(x, y, epochs=60, lr=5e-3, progress=False).predict(x)
+    assert tuple(ens.members_[0].log_std.shape) == (2,)
+    # one std per member and dimension, the same for every sample
+    sd = p.member_stds
+    np.testing.assert_allclose(sd, np.broadcast_to(sd[:, :1], sd.shape), rtol=1e-6)
+    np.testing.assert_allclose(sd[:, 0], [[0.1, 0.4]] * 2, rtol=0.25)
+    with pytest.raises(ValueError, match="homoscedastic regression member must output D = 2"):
+        DeepEnsemble(lambda: _mlp(1, 4), members=2, heteroscedastic=False).fit(
+            x, y, epochs=1, progress=False
+        )
+
+
+def test_epistemic_variance_grows_far_from_the_training_inputs():
+    rng = np.random.default_rng(4)
+    x = rng.uniform(-1, 1, size=(400, 1)).astype(np.float32)
+    y = np.sin(3 * x) + 0.1 * rng.normal(size=(400, 1))
+
+    def relu_net():
+        return nn.Sequential(
+            nn.Linear(1, 32), nn.ReLU(), nn.Linear(32, 32), nn.ReLU(), nn.Linear(32, 2)
+        )
+
+    ens = DeepEnsemble(relu_net, members=5, seed=1)
+    ens.fit(x, y, epochs=40, lr=1e-2, progress=False)
+    inside = ens.predict(np.linspace(-0.9, 0.9, 50, dtype=np.float32)[:, None]).epistemic_var
+    far = np.concatenate([np.linspace(-6, -4, 25), np.linspace(4, 6, 25)]).astype(np.float32)
+    outside = ens.predict(far[:, None]).epistemic_var
+    assert outside.mean() > 10 * inside.mean()  # about 1700x here
+
+
+def test_progress_bar_reports_epochs(hetero_data, capsys):
+    x, y, _ = hetero_data
+    DeepEnsemble(_mlp, members=2, seed=0).fit(x, y, epochs=2, progress=True)
+    err = capsys.readouterr().err
+    assert "deep ensemble" in err and "2/2" in err and "loss=" in err
+    DeepEnsemble(_mlp, members=2, seed=0).fit(x, y, epochs=2, progress=False)
+    assert "deep ensemble" not in capsys.readouterr().err
+
+
 def test_classification_probs_are_distributions():
     rng = np.random.default_rng(1)
     x = rng.normal(size=(300, 2)).astype(np.float32)
@@ -78,6 +122,18 @@ def test_errors():
         DeepEnsemble(_mlp, task="regresion").fit(np.zeros((4, 1)), np.zeros((4, 1)))
     with pytest.raises(TypeError, match="nn.Module"):
         DeepEnsemble(lambda: 3, members=2).fit(np.zeros((4, 1)), np.zeros((4, 1)), progress=False)
+    with pytest.raises(ValueError, match="'vectorize' parameter of DeepEnsemble must be one of"):
+        DeepEnsemble(_mlp, vectorize="yes").fit(np.zeros((4, 1)), np.zeros((4, 1)))
+    with pytest.raises(ValueError, match="patience .* needs a validation fraction"):
+        DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((4, 1)), patience=2)
+    with pytest.raises(ValueError, match="validation in \\[0, 1\\)"):
+        DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((4, 1)), validation=1.5)
+    with pytest.raises(ValueError, match="x and y differ in length"):
+        DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((5, 1)))
+    with pytest.raises(ValueError, match="class labels in 0..1"):
+        DeepEnsemble(lambda: _mlp(1, 2), task="classification").fit(
+            np.zeros((4, 1)), np.array([0, 1, 2, 0]), progress=False
+        )
 
 
 def test_member_module_returns_mean_in_data_units(hetero_data):

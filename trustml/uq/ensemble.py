@@ -2,87 +2,87 @@
 
 from __future__ import annotations
 
-import copy
 import logging
-import sys
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
-from tqdm.auto import tqdm
 
 from trustml.exceptions import NotFittedError
+from trustml.uq._ensemble_data import Source
+from trustml.uq._ensemble_io import load_weights, read_ensemble, write_ensemble
+from trustml.uq._fit_loop import fit_settings, split_validation, train_members
+from trustml.uq._heads import HeadSpec, Homoscedastic, MeanHead, build_member, member_outputs
+from trustml.uq._vectorized import build_engine
 from trustml.uq.predictive import Predictive
 from trustml.utils.seeding import SeedLike, as_seed_sequence, member_seed_sequences
 from trustml.utils.validation import check_in, check_positive_int
 
 __all__ = ["DeepEnsemble"]
 
-log = logging.getLogger("trustml")
-
-_EPS = 1e-6
-
-
-class _BatchSource:
-    """Uniform batched access to arrays or a dataset with ``read(indices)``."""
-
-    def __init__(self, x: Any, y: Any = None) -> None:
-        if y is None:
-            if not hasattr(x, "read") and not isinstance(x, torch.utils.data.Dataset):
-                raise TypeError("Expected arrays (x, y) or a dataset, got a single array")
-            self._ds = x
-            self.n = len(x)
-        else:
-            xa, ya = np.asarray(x), np.asarray(y)
-            if len(xa) != len(ya):
-                raise ValueError(f"x and y differ in length: {len(xa)} != {len(ya)}")
-            self._x, self._y, self._ds = xa, ya, None
-            self.n = len(xa)
-
-    def read(self, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
-        if self._ds is None:
-            return self._x[idx], self._y[idx]
-        if hasattr(self._ds, "read"):
-            return self._ds.read(idx)
-        items = [self._ds[int(i)] for i in idx]
-        return (
-            np.stack([np.asarray(a) for a, _ in items]),
-            np.stack([np.asarray(b) for _, b in items]),
-        )
-
-
-def _as_inputs(x: Any) -> tuple[_BatchSource, int]:
-    if hasattr(x, "read") or isinstance(x, torch.utils.data.Dataset):
-        src = _BatchSource(x)
-    else:
-        xa = np.asarray(x)
-        src = _BatchSource(xa, np.zeros(len(xa)))
-    return src, src.n
-
 
 class DeepEnsemble:
     """An ensemble of K independently initialised and trained copies of a model.
+
+    Members are trained and evaluated together on one device (``vectorize="auto"``): models
+    built from standard layers (the builtin ``cnn`` and ``mlp`` included) run as one grouped
+    network, other models under ``torch.func.vmap``; models ``vmap`` cannot run (checked on a
+    probe batch) train member by member, with a log line saying why. Every path gives the same
+    numbers up to float rounding.
 
     Parameters
     ----------
     make_model : callable or nn.Module
         A zero-argument callable returning a fresh ``nn.Module``, or a module (deep-copied and
-        re-initialised for every member). Regression models output ``2 * D`` numbers per sample
-        (``D`` means, then ``D`` raw scales mapped by ``softplus(raw) + 1e-6``); classification
-        models output ``C`` logits.
+        re-initialised for every member). Regression members output ``2 * D`` numbers per sample
+        (``D`` means, then ``D`` raw scales mapped by ``softplus(raw) + 1e-6``), or ``D`` means
+        when ``heteroscedastic=False``; classification members output ``C`` logits.
     members : int, default 5
         Number of members K.
     task : {"regression", "classification"}
+        Gaussian negative log-likelihood or cross-entropy.
     seed : int or SeedSequence, optional
-        Member ``k`` is initialised and shuffles its data from child ``k`` of
-        ``numpy.random.SeedSequence(seed)``.
+        Member ``k`` is initialised, shuffles its data and draws its dropout masks from child
+        ``k`` of ``numpy.random.SeedSequence(seed)`` only: its result does not depend on how
+        many members there are or which train beside it (distributed runs need a seed).
+    heteroscedastic : bool, default True
+        Regression: members predict a noise level per sample. ``False``: the model outputs
+        ``D`` means and each member learns one log-std per target dimension.
     standardize_targets : bool, default True
-        Regression only: train on targets standardised with the training mean and std, and map
-        predictions back to data units.
+        Regression: train on targets standardised with the training mean and std; predictions
+        are mapped back to data units.
     device : str or torch.device, default "cpu"
+    vectorize : {"auto", True, False}, default "auto"
+        ``False`` trains members one by one; ``True`` raises if the model cannot be vectorized.
+
+    Attributes
+    ----------
+    members_ : list of nn.Module
+        The K trained members (eval mode). With ``heteroscedastic=False`` each wraps the model
+        and holds its ``log_std``.
+    history_ : dict
+        ``{"loss": [[per epoch] per member], "val_loss": ...}`` (``val_loss`` with validation).
+    target_shift_, target_scale_ : ndarray of shape (D,) or None
+        Target standardisation (regression).
+    validation_indices_ : ndarray of int or None
+        Samples held out for validation.
+    n_outputs_ : int
+        Number of targets ``D`` (regression) or classes ``C``.
+    training_engine_ : str
+        ``"grouped"``, ``"vmap"`` or ``"loop"``.
+
+    Notes
+    -----
+    Distributed training (``trustml.distributed``): ``part = ens._fit_members(indices, x, y,
+    **fit_options)`` trains only the members ``indices`` and returns plain, picklable data;
+    ``ens._assemble(parts)`` installs parts covering ``0..K-1``. ``fit`` is
+    ``_assemble([_fit_members(range(K), ...)])``. With a ``DataLoader``, member order comes
+    from the loader. Vectorized and looped training agree to float rounding (grouped kernels
+    sum in another order); member k's numbers do not depend on the other members either way.
 
     Examples
     --------
@@ -101,39 +101,51 @@ class DeepEnsemble:
         members: int = 5,
         task: str = "regression",
         seed: SeedLike = None,
+        heteroscedastic: bool = True,
         standardize_targets: bool = True,
         device: str | torch.device = "cpu",
+        vectorize: bool | str = "auto",
     ) -> None:
         self.make_model = make_model
         self.members = members
         self.task = task
         self.seed = seed
+        self.heteroscedastic = heteroscedastic
         self.standardize_targets = standardize_targets
         self.device = device
+        self.vectorize = vectorize
 
-    # -- construction ---------------------------------------------------------------------
-    def _new_member(self, ss: np.random.SeedSequence) -> nn.Module:
-        torch.manual_seed(int(ss.generate_state(1, dtype=np.uint32)[0]))
-        if isinstance(self.make_model, nn.Module):
-            model = copy.deepcopy(self.make_model)
-            for module in model.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-        elif callable(self.make_model):
-            model = self.make_model()
-            if not isinstance(model, nn.Module):
-                raise TypeError(
-                    f"make_model() must return an nn.Module, got {type(model).__name__}"
-                )
-        else:
-            raise TypeError("make_model must be a callable returning an nn.Module, or an nn.Module")
-        return model.to(self.device)
+    # -- checks ---------------------------------------------------------------------------
+    def _check_params(self) -> torch.device:
+        owner = type(self).__name__
+        check_in(self.task, ("regression", "classification"), name="task", owner=owner)
+        check_positive_int(self.members, name="members")
+        check_in(self.vectorize, ("auto", True, False), name="vectorize", owner=owner)
+        for name in ("heteroscedastic", "standardize_targets"):
+            if not isinstance(getattr(self, name), bool):
+                raise TypeError(f"Expected {name} to be a bool, got {getattr(self, name)!r}")
+        try:
+            return torch.device(self.device)
+        except (RuntimeError, TypeError) as exc:
+            raise ValueError(
+                f"Expected device to name a torch device, got {self.device!r}"
+            ) from exc
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "members_"):
             raise NotFittedError(
                 f"This {type(self).__name__} instance is not fitted yet. Call 'fit' before using it."
             )
+
+    def _head(self, n_outputs: int) -> HeadSpec:
+        return HeadSpec(self.task, n_outputs, self.heteroscedastic)
+
+    # -- construction ---------------------------------------------------------------------
+    def _new_member(self, seed: int, d: int, device: torch.device) -> nn.Module:
+        model = build_member(self.make_model, seed)
+        if self.task == "regression" and not self.heteroscedastic:
+            model = Homoscedastic(model, d)
+        return model.to(device)
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -145,131 +157,211 @@ class DeepEnsemble:
         batch_size: int = 64,
         lr: float = 1e-3,
         weight_decay: float = 0.0,
+        validation: float = 0.0,
+        patience: int | None = None,
         progress: bool | None = None,
     ) -> DeepEnsemble:
         """Train every member on ``(x, y)``.
 
         Parameters
         ----------
-        x : array of shape (N, *input_shape), or a dataset
-            A dataset is anything with ``read(indices) -> (x, y)`` (``trustml.data`` datasets,
-            HDF5-backed ones included, are read batch by batch) or a ``torch`` map-style
-            ``Dataset`` returning ``(x, y)`` pairs; then ``y`` is omitted.
+        x : array of shape (N, *input_shape), a dataset or a DataLoader
+            Arrays or tensors (with ``y``); anything with ``read(indices) -> (x, y)``
+            (``trustml.data`` datasets, HDF5-backed ones read batch by batch); a torch
+            map-style ``Dataset`` of ``(x, y)`` pairs; or a ``DataLoader`` of ``(x, y)`` batches,
+            whose own batching and order then serve every member (member k's data order comes
+            from the loader, not from its seed).
         y : array of shape (N, D) or (N,), optional
-            Regression targets (float) or class labels (int).
+            Regression targets (float) or class labels (int), with array inputs only.
         epochs, batch_size, lr, weight_decay
-            Adam settings shared by all members.
+            Adam settings shared by all members; each member draws its own minibatches.
+        validation : float in [0, 1), default 0
+            Fraction of the samples held out (the same for every member, drawn from the seed)
+            to record ``history_["val_loss"]`` (mean NLL in standardised units).
+        patience : int, optional
+            Early stopping: member k stops after ``patience`` epochs without a lower validation
+            loss and keeps its best weights. Needs ``validation > 0``.
         progress : bool, optional
-            Show a progress bar; default: only when stderr is a terminal.
+            A progress bar over epochs; default: only when stderr is a terminal.
 
         Returns
         -------
         self
         """
-        check_in(
-            self.task, ("regression", "classification"), name="task", owner=type(self).__name__
+        part = self._fit_members(
+            range(self.members),
+            x,
+            y,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            validation=validation,
+            patience=patience,
+            progress=progress,
         )
-        check_positive_int(self.members, name="members")
-        check_positive_int(epochs, name="epochs")
-        check_positive_int(batch_size, name="batch_size")
-        src = _BatchSource(x, y)
-        if src.n == 0:
-            raise ValueError("Expected at least one training sample, got 0")
-        self._fit_target_scaling(src)
-        show = sys.stderr.isatty() if progress is None else progress
-        seeds = member_seed_sequences(as_seed_sequence(self.seed), self.members)
-        self.members_: list[nn.Module] = []
-        self.history_: dict[str, list[list[float]]] = {"loss": []}
-        bar = tqdm(
-            total=self.members * epochs, disable=not show, desc="deep ensemble", unit="epoch"
-        )
-        for k, ss in enumerate(seeds):
-            init_ss, data_ss = ss.spawn(2)
-            model = self._new_member(init_ss)
-            rng = np.random.default_rng(data_ss)
-            opt = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
-            losses: list[float] = []
-            for _ in range(epochs):
-                losses.append(self._train_epoch(model, opt, src, rng, batch_size))
-                bar.set_postfix(member=f"{k + 1}/{self.members}", loss=f"{losses[-1]:.4f}")
-                bar.update()
-            model.eval()
-            self.members_.append(model)
-            self.history_["loss"].append(losses)
-        bar.close()
-        return self
+        return self._assemble([part])
 
-    def _fit_target_scaling(self, src: _BatchSource) -> None:
-        if self.task != "regression":
-            self.target_shift_ = self.target_scale_ = None
-            return
-        # Streamed first and second moments: memory does not grow with N.
-        total, total_sq, count = 0.0, 0.0, 0
-        for start in range(0, src.n, 4096):
-            _, yb = src.read(np.arange(start, min(start + 4096, src.n)))
-            yb = np.asarray(yb, dtype=np.float64).reshape(len(yb), -1)
-            total, total_sq, count = total + yb.sum(0), total_sq + (yb**2).sum(0), count + len(yb)
-        mean = total / count
-        std = np.sqrt(np.maximum(total_sq / count - mean**2, 0.0))
-        if not self.standardize_targets:
-            mean, std = np.zeros_like(mean), np.ones_like(mean)
-        self.target_shift_ = mean
-        self.target_scale_ = np.where(std > 0, std, 1.0)
-
-    def _loss(self, out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        if self.task == "classification":
-            return F.cross_entropy(out, yb.long())
-        mean, std = self._split_head(out, yb.shape[1])
-        return F.gaussian_nll_loss(mean, yb, std**2, full=True)
-
-    @staticmethod
-    def _split_head(out: torch.Tensor, d: int) -> tuple[torch.Tensor, torch.Tensor]:
-        if out.shape[1] != 2 * d:
-            raise ValueError(
-                f"A regression member must output 2*D = {2 * d} numbers per sample "
-                f"(D means, then D raw scales), got {out.shape[1]}"
-            )
-        return out[:, :d], F.softplus(out[:, d:]) + _EPS
-
-    def _train_epoch(self, model, opt, src: _BatchSource, rng, batch_size: int) -> float:
-        model.train()
-        order = rng.permutation(src.n)
-        total, count = 0.0, 0
-        for start in range(0, src.n, batch_size):
-            idx = np.sort(order[start : start + batch_size])
-            xb, yb = self._tensors(*src.read(idx))
-            opt.zero_grad(set_to_none=True)
-            loss = self._loss(model(xb), yb)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(
-                    "training loss became non-finite; lower the learning rate or check the data"
-                )
-            loss.backward()
-            opt.step()
-            total += float(loss.detach()) * len(idx)
-            count += len(idx)
-        return total / count
-
-    def _tensors(
-        self, xb: np.ndarray, yb: np.ndarray | None
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        xt = torch.as_tensor(np.asarray(xb), dtype=torch.float32, device=self.device)
-        if yb is None:
-            return xt, None
-        if self.task == "classification":
-            return xt, torch.as_tensor(np.asarray(yb), dtype=torch.long, device=self.device)
-        ya = np.asarray(yb, dtype=np.float64).reshape(len(yb), -1)
-        ya = (ya - self.target_shift_) / self.target_scale_
-        return xt, torch.as_tensor(ya, dtype=torch.float32, device=self.device)
-
-    # -- prediction -----------------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, x: Any, *, batch_size: int = 256) -> Predictive:
-        """Predict in batches.
+    def _fit_members(
+        self,
+        member_indices: Iterable[int],
+        x: Any,
+        y: Any = None,
+        *,
+        epochs: int = 20,
+        batch_size: int = 64,
+        lr: float = 1e-3,
+        weight_decay: float = 0.0,
+        validation: float = 0.0,
+        patience: int | None = None,
+        progress: bool | None = None,
+    ) -> dict[str, Any]:
+        """Train only the members ``member_indices`` (for distributed runs).
 
         Parameters
         ----------
-        x : array of shape (N, *input_shape), or a dataset (its targets are ignored)
+        member_indices : iterable of int
+            Distinct indices in ``0..members-1``.
+        x, y, **options
+            As for :meth:`fit`.
+
+        Returns
+        -------
+        dict
+            Plain data (picklable, no modules): ``member_indices`` list of int;
+            ``state_dicts`` list of ``{name: CPU tensor}``, one per index; ``history``
+            ``{"loss": [[float] per index], "val_loss": ...}``; ``target_shift``,
+            ``target_scale`` ndarray ``(D,)`` or None; ``n_outputs`` int (``D`` or ``C``);
+            ``validation_indices`` ndarray or None; ``engine`` str.
+        """
+        device = self._check_params()
+        ids = [int(k) for k in member_indices]
+        if not ids or len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) >= self.members:
+            raise ValueError(
+                f"Expected distinct member indices in 0..{self.members - 1}, got {ids}"
+            )
+        settings = fit_settings(epochs, batch_size, lr, weight_decay, patience, progress)
+        source = Source(x, y)
+        source.task = self.task
+        ss = as_seed_sequence(self.seed)  # once: seed=None must not differ between members
+        train_idx, val_idx = split_validation(source, validation, patience, ss)
+        if self.task == "regression":
+            source.fit_scaling(train_idx if val_idx is not None else None, self.standardize_targets)
+        shift, scale = source.shift, source.scale
+        probe = source.probe(device)
+        seeds = member_seed_sequences(ss, self.members)
+        children = [seeds[k].spawn(3) for k in ids]  # (init, data order, dropout/noise)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            n_out = len(shift) if shift is not None else 0
+            inits = [int(c[0].generate_state(1, dtype=np.uint32)[0]) for c in children]
+            modules = [self._new_member(s, n_out, device) for s in inits]
+            n_out = member_outputs(modules[0], probe, self._head(n_out))
+            if self.task == "classification":
+                source.check_labels(n_out)
+            head = self._head(n_out)
+            noise = [c[2].generate_state(2, dtype=np.uint32) for c in children]
+            engine = build_engine(
+                modules,
+                head,
+                probe,
+                vectorize=self.vectorize,
+                train=True,
+                keys=[int(s[0]) for s in noise],
+                rng_seeds=[int(s[1]) for s in noise],
+            )
+            history = train_members(
+                engine,
+                head,
+                source,
+                data_seeds=[c[1] for c in children],
+                train_idx=train_idx,
+                val_idx=val_idx,
+                settings=settings,
+                device=device,
+                labels=ids,
+            )
+            engine.write_back(modules)
+        return {
+            "member_indices": ids,
+            "state_dicts": [
+                {n: t.detach().cpu().clone() for n, t in m.state_dict().items()} for m in modules
+            ],
+            "history": history,
+            "target_shift": shift,
+            "target_scale": scale,
+            "n_outputs": n_out,
+            "validation_indices": val_idx,
+            "engine": engine.kind,
+        }
+
+    def _assemble(self, parts: Sequence[Mapping[str, Any]]) -> DeepEnsemble:
+        """Install members trained by :meth:`_fit_members` calls, e.g. on several ranks.
+
+        Parameters
+        ----------
+        parts : sequence of dict
+            Results of :meth:`_fit_members` (same data and settings) covering every member
+            index ``0..members-1`` exactly once, in any order.
+
+        Returns
+        -------
+        self
+        """
+        found: dict[int, tuple[Mapping[str, Any], int]] = {}
+        for part in parts:
+            for j, k in enumerate(part["member_indices"]):
+                if k in found:
+                    raise ValueError(f"Member {k} was trained more than once")
+                found[int(k)] = (part, j)
+        missing = sorted(set(range(self.members)) - set(found))
+        if missing or len(found) != self.members:
+            raise ValueError(f"Expected members 0..{self.members - 1}; missing {missing}")
+        first = parts[0]
+        ordered = [found[k] for k in range(self.members)]
+        history: dict[str, list[list[float]]] = {
+            key: [list(p["history"][key][j]) for p, j in ordered] for key in first["history"]
+        }
+        self._install(
+            [p["state_dicts"][j] for p, j in ordered],
+            history,
+            first["target_shift"],
+            first["target_scale"],
+            int(first["n_outputs"]),
+        )
+        val = first["validation_indices"]
+        self.validation_indices_ = None if val is None else np.asarray(val)
+        self.training_engine_ = str(first["engine"])
+        return self
+
+    def _install(
+        self,
+        state_dicts: Sequence[Mapping[str, torch.Tensor]],
+        history: dict[str, list[list[float]]],
+        shift: np.ndarray | None,
+        scale: np.ndarray | None,
+        n_outputs: int,
+    ) -> None:
+        device = self._check_params()
+        built = []
+        for k, state in enumerate(state_dicts):
+            model = self._new_member(0, n_outputs, device)
+            load_weights(model, state, k)
+            built.append(model.eval())
+        self.members_: list[nn.Module] = built
+        self.history_ = history
+        self.target_shift_ = None if shift is None else np.asarray(shift, dtype=np.float64)
+        self.target_scale_ = None if scale is None else np.asarray(scale, dtype=np.float64)
+        self.n_outputs_ = n_outputs
+
+    # -- prediction -----------------------------------------------------------------------
+    def predict(self, x: Any, *, batch_size: int = 256) -> Predictive:
+        """Predict in batches, all members at once.
+
+        Parameters
+        ----------
+        x : array of shape (N, *input_shape), a dataset or a DataLoader (targets are ignored)
+        batch_size : int, default 256
+            Samples per batch (a DataLoader keeps its own).
 
         Returns
         -------
@@ -278,27 +370,37 @@ class DeepEnsemble:
             member probabilities ``(K, N, C)``.
         """
         self._check_fitted()
-        src, n = _as_inputs(x)
-        chunks: list[list[np.ndarray]] = []
-        for start in range(0, n, batch_size):
-            xb, _ = self._tensors(src.read(np.arange(start, min(start + batch_size, n)))[0], None)
-            chunks.append([self._member_output(m, xb) for m in self.members_])
-        per_member = [np.concatenate([c[k] for c in chunks]) for k in range(len(self.members_))]
-        stacked = np.stack(per_member)
+        check_positive_int(batch_size, name="batch_size")
+        head = self._head(self.n_outputs_)
+        with torch.no_grad():
+            parts = [
+                head.to_data_units(out, self.target_shift_, self.target_scale_)
+                for out in self._outputs(x, batch_size, head)
+            ]
+        if not parts:
+            raise ValueError("Expected at least one sample to predict, got 0")
+        first = np.concatenate([a for a, _ in parts], axis=1)
         if self.task == "classification":
-            return Predictive.classification(stacked)
-        d = stacked.shape[-1] // 2
-        return Predictive.regression(stacked[..., :d], stacked[..., d:])
+            return Predictive.classification(first)
+        return Predictive.regression(first, np.concatenate([b for _, b in parts], axis=1))
 
-    def _member_output(self, model: nn.Module, xb: torch.Tensor) -> np.ndarray:
-        out = model(xb)
-        if self.task == "classification":
-            return torch.softmax(out, dim=-1).double().cpu().numpy()
-        d = len(self.target_shift_)
-        mean, std = self._split_head(out, d)
-        shift = torch.as_tensor(self.target_shift_, device=out.device)
-        scale = torch.as_tensor(self.target_scale_, device=out.device)
-        return torch.cat([mean.double() * scale + shift, std.double() * scale], dim=1).cpu().numpy()
+    def _outputs(self, x: Any, batch_size: int, head: HeadSpec) -> Iterator[torch.Tensor]:
+        """Raw member outputs ``(K, b, O)``, batch by batch, all members at once."""
+        device = self._check_params()
+        engine = None
+        for xb in Source(x).input_batches(batch_size, device):
+            if engine is None:
+                # fit already said why it fell back; a loaded ensemble says it here
+                quiet = getattr(self, "training_engine_", None) == "loop"
+                engine = build_engine(
+                    self.members_,
+                    head,
+                    xb[:2],
+                    vectorize=self.vectorize,
+                    train=False,
+                    log_level=logging.DEBUG if quiet else logging.INFO,
+                )
+            yield engine.forward(xb)
 
     def explain_modules(self) -> list[nn.Module]:
         """One module per member mapping inputs ``(N, *input_shape)`` to the predicted mean in
@@ -317,18 +419,74 @@ class DeepEnsemble:
         check_in(output, ("mean",), name="output")
         if self.task == "classification":
             return self.members_[k]
-        return _MeanHead(self.members_[k], self.target_shift_, self.target_scale_)
+        return MeanHead(self.members_[k], self.target_shift_, self.target_scale_)
 
+    # -- persistence ----------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write weights, configuration and target scaling to one file (atomically).
 
-class _MeanHead(nn.Module):
-    """Maps a Gaussian-head member's output to its mean in data units."""
+        The file holds only tensors, numbers, strings, lists and dicts (``torch.save``), so
+        :meth:`load` reads it with ``torch.load(weights_only=True)``.
 
-    def __init__(self, model: nn.Module, shift: np.ndarray, scale: np.ndarray) -> None:
-        super().__init__()
-        self.model = model
-        self.register_buffer("shift", torch.as_tensor(shift, dtype=torch.float32))
-        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+        Returns
+        -------
+        pathlib.Path
+        """
+        self._check_fitted()
+        config = {
+            "members": self.members,
+            "task": self.task,
+            "seed": self.seed,
+            "heteroscedastic": self.heteroscedastic,
+            "standardize_targets": self.standardize_targets,
+            "vectorize": self.vectorize,
+        }
+        fitted = {
+            "n_outputs": self.n_outputs_,
+            "target_shift": self.target_shift_,
+            "target_scale": self.target_scale_,
+            "validation_indices": self.validation_indices_,
+            "training_engine": self.training_engine_,
+            "history": self.history_,
+        }
+        return write_ensemble(path, config, fitted, self.members_)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        d = self.shift.shape[0]
-        return self.model(x)[:, :d] * self.scale + self.shift
+    @classmethod
+    def load(
+        cls,
+        path: str | os.PathLike[str],
+        make_model: Callable[[], nn.Module] | nn.Module,
+        *,
+        device: str | torch.device = "cpu",
+    ) -> DeepEnsemble:
+        """Read an ensemble written by :meth:`save`; ``make_model`` rebuilds the architecture.
+
+        Parameters
+        ----------
+        path : path-like
+        make_model : callable or nn.Module
+            As for the constructor; it must build the architecture the members were trained
+            with.
+        device : str or torch.device, default "cpu"
+
+        Raises
+        ------
+        ValueError
+            The file is not a saved DeepEnsemble, or ``make_model`` builds a different
+            architecture (the message names the member and the first mismatching weight).
+        """
+        config, fitted, state_dicts = read_ensemble(path)
+        ens = cls(make_model, device=device, **config)
+        try:
+            ens._install(
+                state_dicts,
+                fitted["history"],
+                fitted["target_shift"],
+                fitted["target_scale"],
+                int(fitted["n_outputs"]),
+            )
+        except ValueError as exc:
+            raise ValueError(f"{path}: {exc}") from None
+        ens.validation_indices_ = fitted["validation_indices"]
+        ens.training_engine_ = fitted["training_engine"]
+        return ens

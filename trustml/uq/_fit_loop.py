@@ -1,0 +1,193 @@
+"""The epoch loop shared by every engine: per-member data order, validation, early stopping."""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from trustml.uq._ensemble_data import Source
+from trustml.uq._heads import HeadSpec
+from trustml.uq._vectorized import Engine
+from trustml.utils.seeding import child
+from trustml.utils.validation import check_positive_int
+
+__all__ = ["FitSettings", "fit_settings", "split_validation", "train_members", "validation_loss"]
+
+_EVAL_BATCH = 256
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """Training settings of :meth:`DeepEnsemble.fit` (already validated)."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float
+    patience: int | None
+    progress: bool | None
+
+
+def fit_settings(
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    patience: int | None,
+    progress: bool | None,
+) -> FitSettings:
+    """Validate the training arguments of ``fit``."""
+    check_positive_int(epochs, name="epochs")
+    check_positive_int(batch_size, name="batch_size")
+    if not float(lr) > 0:
+        raise ValueError(f"Expected lr > 0, got {lr!r}")
+    if not float(weight_decay) >= 0:
+        raise ValueError(f"Expected weight_decay >= 0, got {weight_decay!r}")
+    if patience is not None:
+        check_positive_int(patience, name="patience")
+    return FitSettings(epochs, batch_size, float(lr), float(weight_decay), patience, progress)
+
+
+def split_validation(
+    source: Source, validation: float, patience: int | None, ss: np.random.SeedSequence
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Training and validation sample indices (sorted), drawn from the ensemble seed."""
+    v = float(validation)
+    if not 0.0 <= v < 1.0:
+        raise ValueError(f"Expected validation in [0, 1), got {validation!r}")
+    if patience is not None and v == 0.0:
+        raise ValueError("patience (early stopping) needs a validation fraction > 0")
+    if source.kind == "loader":
+        if v > 0:
+            raise ValueError(
+                "validation needs arrays or a dataset; a DataLoader's batches are used as they come"
+            )
+        return np.zeros(0, dtype=np.int64), None
+    if source.n == 0:
+        raise ValueError("Expected at least one training sample, got 0")
+    if v == 0.0:
+        return np.arange(source.n, dtype=np.int64), None
+    n_val = max(1, round(v * source.n))
+    if n_val >= source.n:
+        raise ValueError(f"validation={v} leaves no training samples out of {source.n}")
+    perm = np.random.default_rng(child(ss, "validation")).permutation(source.n)
+    return np.sort(perm[n_val:]), np.sort(perm[:n_val])
+
+
+@torch.no_grad()
+def validation_loss(
+    engine: Engine, head: HeadSpec, source: Source, idx: np.ndarray, device: torch.device
+) -> np.ndarray:
+    """Mean loss of every member on samples ``idx`` (eval mode), shape ``(K,)``."""
+    total = torch.zeros(engine.members, dtype=torch.float64, device=device)
+    for start in range(0, len(idx), _EVAL_BATCH):
+        part = idx[start : start + _EVAL_BATCH]
+        x, y = source.tensors(*source.read(part), device)
+        out = engine.forward(x)
+        total += head.loss_sums(out, y.unsqueeze(0).expand(engine.members, *y.shape)).double()
+    return (total / len(idx)).cpu().numpy()
+
+
+def _minibatches(
+    source: Source,
+    train_idx: np.ndarray,
+    rngs: list[np.random.Generator],
+    batch_size: int,
+    device: torch.device,
+):
+    if source.kind == "loader":
+        yield from source.loader_batches(len(rngs), device)
+        return
+    # Member k's order comes from its own generator only; sorted batches read faster.
+    orders = train_idx[np.stack([rng.permutation(len(train_idx)) for rng in rngs])]
+    for start in range(0, len(train_idx), batch_size):
+        yield source.gather(np.sort(orders[:, start : start + batch_size], axis=1), device)
+
+
+def train_members(
+    engine: Engine,
+    head: HeadSpec,
+    source: Source,
+    *,
+    data_seeds: list[np.random.SeedSequence],
+    train_idx: np.ndarray,
+    val_idx: np.ndarray | None,
+    settings: FitSettings,
+    device: torch.device,
+    labels: list[int],
+) -> dict[str, list[list[float]]]:
+    """Train the engine's members; return their histories ``{"loss": [...], "val_loss": [...]}``.
+
+    With ``settings.patience``, member k stops after ``patience`` epochs without a lower
+    validation loss and ends with its best weights; its history stops there too. Stacked
+    engines keep computing stopped members (their weights are restored at the end), so no
+    member's numbers depend on when the others stop.
+    """
+    k_members = engine.members
+    engine.start(settings.lr, settings.weight_decay)
+    rngs = [np.random.default_rng(ss) for ss in data_seeds]
+    history: dict[str, list[list[float]]] = {"loss": [[] for _ in range(k_members)]}
+    if val_idx is not None:
+        history["val_loss"] = [[] for _ in range(k_members)]
+    best = np.full(k_members, np.inf)
+    waited = np.zeros(k_members, dtype=int)
+    stopped = np.zeros(k_members, dtype=bool)
+    show = sys.stderr.isatty() if settings.progress is None else bool(settings.progress)
+    bar = tqdm(total=settings.epochs, disable=not show, desc="deep ensemble", unit="epoch")
+    step = 0
+    try:
+        for epoch in range(settings.epochs):
+            sums = torch.zeros(k_members, dtype=torch.float64, device=device)
+            count = 0
+            for x, y in _minibatches(source, train_idx, rngs, settings.batch_size, device):
+                sums += engine.train_step(x, y, step).double()  # no sync per step
+                step += 1
+                count += x.shape[1]
+            loss = (sums / max(count, 1)).cpu().numpy()
+            active = np.flatnonzero(~stopped)
+            bad = [labels[k] for k in active if not np.isfinite(loss[k])]
+            if bad:
+                raise FloatingPointError(
+                    f"the training loss of member(s) {bad} became non-finite in epoch "
+                    f"{epoch + 1}; lower the learning rate or check the data"
+                )
+            for k in active:
+                history["loss"][k].append(float(loss[k]))
+            if val_idx is not None:
+                val = validation_loss(engine, head, source, val_idx, device)
+                for k in active:
+                    history["val_loss"][k].append(float(val[k]))
+                if settings.patience is not None:
+                    _early_stopping(engine, val, active, best, waited, stopped, settings.patience)
+            bar.set_postfix(loss=f"{float(np.mean(loss[active])):.4f}")
+            bar.update()
+            if stopped.all():
+                break
+    finally:
+        bar.close()
+    if settings.patience is not None and val_idx is not None:
+        engine.restore_best([k for k in range(k_members) if np.isfinite(best[k])])
+    return history
+
+
+def _early_stopping(
+    engine: Engine,
+    val: np.ndarray,
+    active: np.ndarray,
+    best: np.ndarray,
+    waited: np.ndarray,
+    stopped: np.ndarray,
+    patience: int,
+) -> None:
+    improved = [k for k in active if val[k] < best[k]]
+    if improved:
+        engine.save_best(improved)
+        best[improved] = val[improved]
+    waited[active] += 1
+    waited[improved] = 0
+    stopped[active[waited[active] >= patience]] = True
+    engine.active = ~stopped
