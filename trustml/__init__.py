@@ -21,6 +21,8 @@ except _metadata.PackageNotFoundError:  # pragma: no cover - running from a sour
 
 _LAZY = {
     "DeepEnsemble": "trustml.uq",
+    "BayesianNN": "trustml.uq",
+    "MCDropout": "trustml.uq",
     "Predictive": "trustml.uq",
     "SplitConformal": "trustml.calibration",
     "TemperatureScaling": "trustml.calibration",
