@@ -516,8 +516,9 @@ def _attribute(
         target,
         method=method,
         comm=comm,
-        n_steps=spec.n_steps,
         internal_batch_size=64,
+        # Only integrated gradients has a path to integrate along; other methods reject it.
+        **({"n_steps": spec.n_steps} if method == "integrated_gradients" else {}),
     )
     if comm.rank != 0:
         return None
