@@ -73,7 +73,9 @@ def test_collectives_under_mpiexec(mpirun):
         "assert c.bcast('hello' if c.rank == 0 else None) == 'hello'\n"
         "g = c.gather(c.rank)\n"
         "assert (g == [0, 1]) if c.rank == 0 else g is None\n"
-        "print('ok', c.rank, c.local_rank)\n"
+        "lines = c.gather(f'ok {c.rank} {c.local_rank}')\n"
+        "if c.rank == 0:\n"
+        "    print('\\n'.join(lines))  # one writer: two ranks' stdout would interleave\n"
     )
     out = mpirun(2, "-c", code, timeout=120)
     assert out.returncode == 0, out.stderr
