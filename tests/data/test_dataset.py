@@ -22,6 +22,7 @@ def test_public_names():
             "load_builtin",
             "split_indices",
             "target_names",
+            "temporal_split_indices",
         ]
     )
     with pytest.raises(TypeError):

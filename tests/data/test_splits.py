@@ -1,4 +1,5 @@
-"""split_indices: determinism, exact partitions, whole groups, fraction checks."""
+"""split_indices: determinism, exact partitions, whole groups, fraction checks; temporal
+splits: blocks in time order with gaps."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from trustml.data import DataError, split_indices
+from trustml.data import DataError, split_indices, temporal_split_indices
 
 FRACTIONS = {"train": 0.7, "calibration": 0.15, "test": 0.15}
 
@@ -145,3 +146,87 @@ def test_groups_never_straddle_splits(groups, fractions, seed):
                 before = abs(sizes[a] - targets[a]) + abs(sizes[b] - targets[b])
                 after = abs(sizes[a] - c - targets[a]) + abs(sizes[b] + c - targets[b])
                 assert after >= before - 1e-6
+
+
+# -- temporal splits ----------------------------------------------------------------------------
+def test_temporal_blocks_in_order_with_gaps():
+    parts = temporal_split_indices(100, FRACTIONS, gap=5)
+    assert list(parts) == ["train", "calibration", "test"]
+    train, cal, test = parts.values()
+    # 90 samples kept, apportioned 63/13.5/13.5 -> 63/14/13 by largest remainder (ties: first).
+    assert [len(train), len(cal), len(test)] == [63, 14, 13]
+    np.testing.assert_array_equal(train, np.arange(0, 63))
+    np.testing.assert_array_equal(cal, np.arange(68, 82))
+    np.testing.assert_array_equal(test, np.arange(87, 100))
+    assert all(v.dtype == np.int64 for v in parts.values())
+    # The order of the mapping is the order in time; the seed plays no part.
+    rev = split_indices(100, {"test": 0.15, "train": 0.85}, seed=1, order="temporal")
+    assert rev["test"].max() < rev["train"].min()
+    same = split_indices(100, FRACTIONS, seed=7, order="temporal", gap=5)
+    assert all(np.array_equal(same[k], parts[k]) for k in parts)
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=500),
+    gap=st.integers(min_value=0, max_value=30),
+    weights=st.lists(st.integers(min_value=1, max_value=20), min_size=1, max_size=4),
+)
+def test_temporal_split_properties(n, gap, weights):
+    frac = {f"s{i}": w / sum(weights) for i, w in enumerate(weights)}
+    k = len(frac)
+    if n < k + gap * (k - 1):
+        with pytest.raises(DataError, match="need at least"):
+            temporal_split_indices(n, frac, gap=gap)
+        return
+    parts = list(temporal_split_indices(n, frac, gap=gap).values())
+    assert parts[0][0] == 0 and parts[-1][-1] == n - 1
+    for idx in parts:
+        assert len(idx) >= 1 and np.all(np.diff(idx) == 1)  # contiguous blocks
+    for a, b in zip(parts, parts[1:], strict=False):
+        assert b[0] - a[-1] == gap + 1  # exactly `gap` samples dropped between
+    kept = n - gap * (k - 1)
+    for idx, f in zip(parts, frac.values(), strict=True):
+        assert abs(len(idx) - f * kept) < k  # largest remainder, nudged to >= 1
+
+
+def test_temporal_split_with_groups_cuts_between_groups():
+    years = np.repeat(np.arange(1951, 2011), 12)  # 720 monthly samples, grouped by year
+    parts = temporal_split_indices(720, FRACTIONS, gap=12, groups=years)
+    sets = [set(years[idx].tolist()) for idx in parts.values()]
+    assert not (sets[0] & sets[1]) and not (sets[1] & sets[2]) and not (sets[0] & sets[2])
+    train, cal, test = parts.values()
+    assert train[0] == 0 and test[-1] == 719
+    assert (train[-1] + 1) % 12 == 0  # the training block ends with a whole year
+    assert cal[0] - train[-1] == 13 and test[0] - cal[-1] == 13
+    assert abs(len(train) - 0.7 * 696) <= 12 and abs(len(test) - 0.15 * 696) <= 12
+    # Groups that recur later in time cannot be split in time.
+    with pytest.raises(DataError, match="group 0 appears in 2 separate runs"):
+        temporal_split_indices(
+            30, FRACTIONS, groups=np.r_[np.zeros(10), np.ones(10), np.zeros(10)].astype(int)
+        )
+    with pytest.raises(DataError, match="too few group boundaries for 3 splits"):
+        temporal_split_indices(30, FRACTIONS, groups=np.repeat([0, 1], 15))
+
+
+@pytest.mark.parametrize(
+    ("call", "message"),
+    [
+        (lambda: temporal_split_indices(10, FRACTIONS, gap=-1), "gap must be an int >= 0, got -1"),
+        (lambda: temporal_split_indices(10, FRACTIONS, gap=2.5), "gap must be an int >= 0"),
+        (lambda: temporal_split_indices(6, FRACTIONS, gap=2), "need at least 7 samples, got 6"),
+        (lambda: temporal_split_indices(0, FRACTIONS), "n_samples must be a positive int"),
+        (lambda: temporal_split_indices(10, {"a": 0.5}), "must sum to 1"),
+        (
+            lambda: split_indices(10, FRACTIONS, seed=0, gap=3),
+            "gap=3 applies only to order='temporal'",
+        ),
+        (
+            lambda: split_indices(10, FRACTIONS, seed=0, order="time"),
+            "order must be 'random' or 'temporal'",
+        ),
+    ],
+)
+def test_temporal_split_errors(call, message):
+    with pytest.raises(DataError, match=message):
+        call()

@@ -1,5 +1,8 @@
 """Data layer: HDF5 and in-memory datasets, builtin datasets, splits and fingerprints.
 
+Datasets with a known ground truth (the ``climate`` and ``jets`` builtins) also serve masks of
+where the signal is, ``read_masks(indices)``, for checking explanations.
+
 Every dataset implements :class:`BaseDataset`: ``read(indices)`` and ``iter_batches`` return
 float32 inputs ``(n, *input_shape)`` and targets ``(n, D)`` float32 or ``(n,)`` int64, read in
 chunks; ``fingerprint()`` and ``validate()`` stream over the whole dataset with bounded memory.
@@ -12,6 +15,8 @@ Examples
 >>> ds = load_builtin("cosmology2d", seed=1234, n=200)
 >>> parts = split_indices(ds.n_samples, {"train": 0.7, "calibration": 0.15, "test": 0.15}, seed=1234)
 >>> x, y = ds.read(parts["test"])
+>>> sst = load_builtin("enso", seed=0)  # time-ordered windows: split them in time
+>>> parts = temporal_split_indices(sst.n_samples, {"train": 0.7, "calibration": 0.15, "test": 0.15}, gap=12)
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from trustml.data._array import ArrayDataset
 from trustml.data._base import BaseDataset
 from trustml.data._builtin import builtin_names, export_builtin, load_builtin
 from trustml.data._hdf5 import HDF5Dataset
-from trustml.data._splits import split_indices
+from trustml.data._splits import split_indices, temporal_split_indices
 from trustml.exceptions import DataError
 
 __all__ = [
@@ -33,6 +38,7 @@ __all__ = [
     "load_builtin",
     "split_indices",
     "target_names",
+    "temporal_split_indices",
 ]
 
 
