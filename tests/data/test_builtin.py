@@ -93,7 +93,7 @@ def test_builtins_are_deterministic_from_the_seed():
 
 
 def test_default_shapes_and_metadata():
-    assert builtin_names() == ["cosmology2d", "cosmology3d", "digits"]
+    assert builtin_names() == ["climate", "cosmology2d", "cosmology3d", "digits", "enso", "jets"]
     c2 = load_builtin("cosmology2d", seed=0)
     assert (c2.n_samples, c2.input_shape, c2.target_shape) == (2000, (1, 32, 32), (2,))
     assert c2.source == "builtin:cosmology2d" and c2.groups is None and c2.layout == "NCHW"
@@ -123,7 +123,10 @@ def test_digits_are_the_real_digits():
         (
             "cosmology4d",
             {},
-            ["Unknown builtin dataset 'cosmology4d'", "cosmology2d, cosmology3d, digits"],
+            [
+                "Unknown builtin dataset 'cosmology4d'",
+                "climate, cosmology2d, cosmology3d, digits, enso, jets",
+            ],
         ),
         ("cosmology2d", {"sizes": 8}, ["Unknown option 'sizes'", "index, log_amplitude, n, size"]),
         ("digits", {"size": 8}, ["Unknown option 'size'", "valid: n"]),

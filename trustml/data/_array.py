@@ -8,7 +8,13 @@ from typing import Any
 import numpy as np
 
 from trustml.data._base import BaseDataset
-from trustml.data._checks import check_groups, check_input_meta, check_layout, check_target_meta
+from trustml.data._checks import (
+    check_groups,
+    check_input_meta,
+    check_layout,
+    check_mask_meta,
+    check_target_meta,
+)
 
 __all__ = ["ArrayDataset"]
 
@@ -35,12 +41,16 @@ class ArrayDataset(BaseDataset):
         One per target column (regression) or per class (classification).
     validate : bool
         Run :meth:`validate` (finite values, labels >= 0) now.
+    masks : array of shape (N, *input_shape), optional
+        Ground-truth masks (bool, or numeric with non-zero = inside), served by
+        :meth:`~BaseDataset.read_masks`. Any axis may be 1 (shared), and channel-first inputs
+        also accept ``(N, *spatial)`` (one mask for all channels, e.g. ``(N, H, W)``).
 
     Raises
     ------
     DataError
         On a wrong dtype or rank, mismatched lengths or non-finite values; the message names
-        ``source`` and the array (``'inputs'``, ``'targets'``, ``'groups'``).
+        ``source`` and the array (``'inputs'``, ``'targets'``, ``'groups'``, ``'masks'``).
 
     Examples
     --------
@@ -59,6 +69,7 @@ class ArrayDataset(BaseDataset):
         layout: str | None = None,
         target_names: Sequence[str] | None = None,
         validate: bool = True,
+        masks: Any = None,
     ) -> None:
         x, y = np.asarray(inputs), np.asarray(targets)
         check_input_meta(x.shape, x.dtype, prefix=source, name="'inputs'", min_rank=2)
@@ -82,8 +93,21 @@ class ArrayDataset(BaseDataset):
             input_name="'inputs'",
             target_name="'targets'",
         )
+        self._m: np.ndarray | None = None
+        if masks is not None:
+            m = np.asarray(masks)
+            self.mask_shape = check_mask_meta(
+                m.shape, m.dtype, n, self.input_shape, self.layout, prefix=source, name="'masks'"
+            )
+            self._m = m
         if validate:
             self.validate()
+
+    def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
+        assert self._m is not None
+        if idx[-1] - idx[0] + 1 == idx.size:
+            return self._m[int(idx[0]) : int(idx[-1]) + 1]
+        return self._m[idx]
 
     def _raw_rows(
         self, idx: np.ndarray, *, inputs: bool = True

@@ -54,6 +54,12 @@ class BaseDataset(Dataset, abc.ABC):
         (classification). See :func:`trustml.data.target_names`.
     n_classes : int or None
         ``max label + 1`` for classification (or the number of declared class names), else None.
+    mask_shape : tuple of int or None
+        Shape of one sample's ground-truth mask as served by :meth:`read_masks` (the rank of
+        ``input_shape``, each axis equal to the input's or 1, e.g. ``(1, H, W)`` for one mask
+        shared by all channels), or None when the dataset has no masks.
+    has_masks : bool
+        Whether ground-truth masks are available (``mask_shape is not None``).
 
     Notes
     -----
@@ -69,6 +75,7 @@ class BaseDataset(Dataset, abc.ABC):
     groups: np.ndarray | None
     source: str
     layout: str | None
+    mask_shape: tuple[int, ...] | None = None
 
     #: Bytes of raw rows handled at once by streaming passes (fingerprint, validate).
     _stream_bytes: int = 8 << 20
@@ -235,11 +242,59 @@ class BaseDataset(Dataset, abc.ABC):
             x, y = self._raw_slice(start, min(start + step, self.n_samples), inputs=inputs)
             yield start, x, y
 
+    # -- ground-truth masks -----------------------------------------------------------------
+    @property
+    def has_masks(self) -> bool:
+        """Whether the dataset has ground-truth masks (e.g. where the signal is)."""
+        return self.mask_shape is not None
+
+    def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
+        """Stored masks of rows ``idx`` (sorted, unique, in range); only called with masks."""
+        raise NotImplementedError(f"{type(self).__name__} has no masks")
+
+    def _raw_masks(self, idx: np.ndarray) -> np.ndarray:
+        """Stored masks of rows ``idx`` (checked, any order, repeats allowed, non-empty)."""
+        if idx[-1] - idx[0] + 1 == idx.size and np.all(np.diff(idx) == 1):
+            return self._raw_mask_rows(idx)
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return self._raw_mask_rows(uniq)[inverse]
+
+    def read_masks(self, indices: Any) -> np.ndarray | None:
+        """Ground-truth masks of the given samples, or None when the dataset has none.
+
+        Parameters
+        ----------
+        indices : array of int of shape (n,), or boolean mask of shape (N,)
+            As for :meth:`read`.
+
+        Returns
+        -------
+        numpy.ndarray of shape (n, *mask_shape), bool, or None
+            True inside the region that carries the signal. ``mask_shape`` has the rank of
+            ``input_shape`` with axes of 1 where the mask is shared (``(1, H, W)`` for a
+            per-pixel mask of a ``(C, H, W)`` input), so it broadcasts to ``read(indices)[0]``
+            and is accepted as is by :func:`trustml.explain.localization`.
+
+        Examples
+        --------
+        >>> ds = load_builtin("climate", seed=0, n=8)
+        >>> ds.read_masks([0, 1]).shape
+        (2, 1, 32, 32)
+        """
+        if self.mask_shape is None:
+            return None
+        idx = self._check_indices(indices)
+        if idx.size == 0:
+            return np.zeros((0, *self.mask_shape), dtype=bool)
+        m = np.asarray(self._raw_masks(idx))
+        return m.reshape(idx.size, *self.mask_shape) != 0
+
     # -- integrity ------------------------------------------------------------------------
     def fingerprint(self) -> str:
         """Hex sha256 of the data: inputs, targets, groups, with their shapes and dtypes.
 
-        Streamed in chunks. It depends only on the array values, shapes and stored dtypes
+        Ground-truth masks are not part of it (they are what explanations are checked
+        against, not what a model sees). Streamed in chunks. It depends only on the array values, shapes and stored dtypes
         (canonical little-endian), not on the file, HDF5 chunking, compression or byte order,
         so an :class:`ArrayDataset` and the HDF5 file it was exported to hash the same.
         """
@@ -349,7 +404,7 @@ class BaseDataset(Dataset, abc.ABC):
         -------
         BaseDataset
             With ``n_samples == n``, the same ``target_names``/``n_classes`` as this dataset and
-            ``groups`` restricted to the subset.
+            ``groups`` and the masks (:meth:`read_masks`) restricted to the subset.
         """
         return _Subset(self, self._check_indices(indices))
 
@@ -400,6 +455,10 @@ class _Subset(BaseDataset):
             target_name=parent._target_name,
         )
         self._stream_bytes = parent._stream_bytes
+        self.mask_shape = parent.mask_shape
+
+    def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
+        return self._parent._raw_masks(self._index[idx])
 
     def _raw_rows(
         self, idx: np.ndarray, *, inputs: bool = True

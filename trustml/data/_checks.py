@@ -17,6 +17,7 @@ __all__ = [
     "check_groups",
     "check_input_meta",
     "check_layout",
+    "check_mask_meta",
     "check_target_meta",
     "one_line",
 ]
@@ -144,3 +145,51 @@ def check_layout(layout: object, rank: int, *, prefix: str, name: str) -> str | 
             f"{', '.join(valid) or '(none)'}"
         )
     return text
+
+
+def check_mask_meta(
+    shape: Sequence[int],
+    dtype: np.dtype,
+    n_samples: int,
+    input_shape: Sequence[int],
+    layout: str | None,
+    *,
+    prefix: str,
+    name: str,
+) -> tuple[int, ...]:
+    """Ground-truth masks: numeric or bool, one per sample, broadcastable to one input.
+
+    Accepted per-sample shapes: the input's rank with every axis equal to the input's or 1
+    (``(C, H, W)``, ``(1, H, W)``...), or, for channel-first layouts (``NC...``), the input
+    without its channel axis (``(H, W)``: one mask for all channels).
+
+    Returns
+    -------
+    tuple of int
+        The per-sample mask shape as served by ``read_masks``: the input's rank, so that
+        ``(n, *mask_shape)`` broadcasts to ``(n, *input_shape)``.
+    """
+    if dtype.kind not in "biuf":
+        raise DataError(
+            f"{prefix}: {name} has dtype {_describe(dtype)}; expected bool or numeric masks "
+            "(non-zero = inside)"
+        )
+    per = tuple(int(s) for s in shape[1:])
+    inp = tuple(int(s) for s in input_shape)
+    expected = f"[{n_samples}, *{list(inp)}] or an axis of 1 in place of any input axis"
+    channel_first = layout is not None and layout.startswith("NC")
+    if channel_first:
+        expected += f", or [{n_samples}, *{list(inp[1:])}] (one mask for all channels)"
+    if len(shape) == 0 or shape[0] != n_samples:
+        first = shape[0] if len(shape) else 0
+        raise DataError(
+            f"{prefix}: {name} has {first} masks but the inputs have {n_samples} samples"
+        )
+    if len(per) == len(inp) and all(m in (i, 1) for m, i in zip(per, inp, strict=True)):
+        return per
+    if channel_first and len(per) == len(inp) - 1:
+        if all(m in (i, 1) for m, i in zip(per, inp[1:], strict=True)):
+            return (1, *per)
+    raise DataError(
+        f"{prefix}: {name} has shape {tuple(int(s) for s in shape)}; expected {expected}"
+    )

@@ -17,6 +17,7 @@ from trustml.data._checks import (
     check_groups,
     check_input_meta,
     check_layout,
+    check_mask_meta,
     check_target_meta,
     one_line,
 )
@@ -54,12 +55,17 @@ class HDF5Dataset(BaseDataset):
         Overrides the ``layout`` attribute of the inputs dataset. Only rank 3 needs it:
         ``"NCL"`` (channels, length) or ``"NTF"`` (time steps, features); undeclared rank-3
         inputs keep ``layout = None`` and the model decides.
+    masks : str, optional
+        Dataset key of ground-truth masks (e.g. ``"/masks"`` as written by
+        :func:`trustml.data.export_builtin`), bool or numeric (non-zero = inside), of shape
+        ``(N, *input_shape)`` with any axis 1, or ``(N, *spatial)`` for channel-first inputs;
+        read lazily by :meth:`~BaseDataset.read_masks`.
 
     Attributes
     ----------
     path : pathlib.Path
     keys : dict
-        ``{"inputs": ..., "targets": ..., "groups": ...}`` as given.
+        ``{"inputs": ..., "targets": ..., "groups": ..., "masks": ...}`` as given.
 
     Raises
     ------
@@ -94,9 +100,10 @@ class HDF5Dataset(BaseDataset):
         *,
         validate: bool = True,
         layout: str | None = None,
+        masks: str | None = None,
     ) -> None:
         self.path = Path(path)
-        self.keys = {"inputs": inputs, "targets": targets, "groups": groups}
+        self.keys = {"inputs": inputs, "targets": targets, "groups": groups, "masks": masks}
         self._h5: h5py.File | None = None
         self._pid: int | None = None
         self._handles: dict[str, h5py.Dataset] = {}
@@ -139,6 +146,18 @@ class HDF5Dataset(BaseDataset):
                 input_name=xname,
                 target_name=yname,
             )
+            if masks is not None:
+                mds = _dataset(f, masks, prefix)
+                self.mask_shape = check_mask_meta(
+                    mds.shape,
+                    mds.dtype,
+                    n,
+                    self.input_shape,
+                    self.layout,
+                    prefix=prefix,
+                    name=_show(masks),
+                )
+                self._chunked[masks] = mds.chunks is not None
         if validate:
             self.validate()
 
@@ -248,6 +267,16 @@ class HDF5Dataset(BaseDataset):
             out[a:b] = self._read(key, slice(int(idx[a]), int(idx[b - 1]) + 1))
         return out
 
+    def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
+        key = self.keys["masks"]
+        assert key is not None
+        lo, hi = int(idx[0]), int(idx[-1]) + 1
+        if hi - lo == idx.size:
+            return self._read(key, slice(lo, hi))
+        if hi - lo <= 2 * idx.size:
+            return self._read(key, slice(lo, hi))[idx - lo]
+        return self._read_points(key, idx)
+
     def _raw_slice(
         self, start: int, stop: int, *, inputs: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray]:
@@ -309,8 +338,10 @@ def write_hdf5(
     group_attrs: Mapping[str, Any] | None = None,
     chunk_rows: int | None = None,
     compression: str | None = None,
+    masks: np.ndarray | None = None,
+    mask_attrs: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write ``/x``, ``/y`` (and ``/groups``) atomically: a temp file, then ``os.replace``.
+    """Write ``/x``, ``/y`` (and ``/groups``, ``/masks``) atomically: a temp file, then ``os.replace``.
 
     Parameters
     ----------
@@ -318,8 +349,11 @@ def write_hdf5(
     targets : array of shape (N,) or (N, D)
     groups : array of shape (N,), optional
         Integer or string ids (strings are stored as UTF-8 variable-length strings).
-    attrs, input_attrs, target_attrs, group_attrs : mapping, optional
-        HDF5 attributes of the file, ``/x``, ``/y`` and ``/groups``.
+    masks : array of shape (N, ...), optional
+        Ground-truth masks, written as ``/masks`` (bool is stored as HDF5's bool enum and
+        read back as bool).
+    attrs, input_attrs, target_attrs, group_attrs, mask_attrs : mapping, optional
+        HDF5 attributes of the file, ``/x``, ``/y``, ``/groups`` and ``/masks``.
     chunk_rows : int, optional
         Samples per HDF5 chunk (default: contiguous storage unless compressed).
     compression : str, optional
@@ -336,6 +370,7 @@ def write_hdf5(
                 ("x", inputs, input_attrs),
                 ("y", targets, target_attrs),
                 ("groups", groups, group_attrs),
+                ("masks", masks, mask_attrs),
             ):
                 if arr is None:
                     continue
