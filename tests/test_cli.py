@@ -83,7 +83,8 @@ def test_misspelt_top_level_key_exits_2_names_it_and_writes_nothing(tmp_path):
             ),
             "task",
         ),
-        (lambda r: r["uncertainty"].update(method="bayes_svi"), "uncertainty.method"),
+        (lambda r: r.update(uncertainty={"method": "mc_dropout"}), "model.options.dropout"),
+        (lambda r: r["uncertainty"].update(method="bayes_svi"), "uncertainty.members"),
         (lambda r: r["attribution"].update(target=5), "attribution.target"),
     ],
 )

@@ -159,11 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``trustml`` command; returns the exit status."""
     args = _build_parser().parse_args(argv)
     quiet = getattr(args, "quiet", False)
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="[trustml] %(message)s",
-        stream=sys.stderr,
-    )
+    # trustml's own log lines only: other libraries' INFO chatter (e.g. ArviZ's optional
+    # modules) stays out of the terminal.
+    log = logging.getLogger("trustml")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("[trustml] %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(logging.WARNING if quiet else logging.INFO)
     handlers = {
         "evaluate": _evaluate,
         "verify": _verify,

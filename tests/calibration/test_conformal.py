@@ -137,3 +137,19 @@ def test_errors():
     with pytest.raises(TypeError, match="expects a trustml Predictive"):
         SplitConformal().fit(np.zeros((3, 1)), np.zeros((3, 1)))
     assert repr(SplitConformal(alpha=0.2)) == "SplitConformal(alpha=0.2, score='aps')"
+
+
+def test_conformal_pit_agrees_with_the_conformal_intervals_at_every_level():
+    pool, y = _heteroscedastic(600, seed=3)
+    cal, test = np.arange(300), np.arange(300, 600)
+    fitted = SplitConformal(alpha=0.1).fit(_rows(pool, cal), y[cal]).transform(_rows(pool, test))
+    pit = fitted.cdf(y[test])
+    assert np.all((pit > 0) & (pit < 1))
+    for level in (0.3, 0.5, 0.8, 0.9, 0.95):
+        lo, hi = fitted.interval(level)
+        covered = (y[test] >= lo) & (y[test] <= hi)
+        np.testing.assert_array_equal(np.abs(2 * pit - 1) < level, covered)
+    # Calibrated: the PIT is close to uniform (the raw mixture's PIT is far from it).
+    assert abs(np.mean(pit < 0.25) - 0.25) < 0.08
+    raw = _rows(pool, test).cdf(y[test])
+    assert abs(np.mean(raw < 0.25) - 0.25) > 0.1

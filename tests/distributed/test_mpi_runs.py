@@ -55,7 +55,7 @@ def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
     assert results(tmp_path / "p2") == results(tmp_path / "p1")
     manifest = json.loads((tmp_path / "p2" / "manifest.json").read_text())
     assert manifest["mpi_world_size"] == 2
-    assert sorted(p.name for p in (tmp_path / "p2" / "checkpoints").iterdir()) == [
+    assert sorted(p.name for p in (tmp_path / "p2" / "checkpoints" / "deep_ensemble").iterdir()) == [
         "member-00000.pt",
         "member-00001.pt",
         "member-00002.pt",
@@ -71,7 +71,7 @@ def test_a_crashed_rank_resumes_from_its_checkpoints(mpirun, protocol, tmp_path,
     crashed = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "run", cwd=tmp_path, timeout=300)
     assert crashed.returncode != 0
     assert not (tmp_path / "run" / "results.json").exists()
-    assert (tmp_path / "run" / "checkpoints" / "member-00002.pt").exists()
+    assert (tmp_path / "run" / "checkpoints" / "deep_ensemble" / "member-00002.pt").exists()
 
     monkeypatch.delenv("TRUSTML_TEST_CRASH_AFTER_CHECKPOINT")
     resumed = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "run", cwd=tmp_path, timeout=300)

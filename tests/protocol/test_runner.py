@@ -82,9 +82,9 @@ def test_a_failure_mid_run_leaves_checkpoints_but_no_report(tmp_path, monkeypatc
     def boom(*args, **kwargs):
         raise RuntimeError("attribution crashed")
 
-    monkeypatch.setattr(runner_mod, "_attribute", boom)
+    monkeypatch.setattr(runner_mod, "attribute_and_check", boom)
     with pytest.raises(RuntimeError):
         run_protocol(p, "", out=tmp_path / "out", progress=False)
     # Nothing that looks like a report; the finished members are kept for a resume.
     assert [x.name for x in (tmp_path / "out").iterdir()] == ["checkpoints"]
-    assert len(list((tmp_path / "out" / "checkpoints").glob("member-*.pt"))) == 2
+    assert len(list((tmp_path / "out" / "checkpoints" / "deep_ensemble").glob("member-*.pt"))) == 2

@@ -36,7 +36,7 @@ def error_of(raw) -> str:
 
 def test_minimal_protocol_gets_defaults():
     p = parse_protocol(BASE)
-    assert p.seed == 0 and p.uncertainty.members == 5 and p.calibration.method == "none"
+    assert p.seed == 0 and p.primary.members == 5 and p.calibration.method == "none"
     assert p.metric_names == ["rmse", "mae", "nll", "crps", "coverage", "interval_width"]
     assert p.data.split.train == pytest.approx(0.7)
 
@@ -137,7 +137,7 @@ def test_overrides(tmp_path):
     f = tmp_path / "p.yaml"
     f.write_text(yaml.safe_dump(BASE))
     p, _ = load_protocol(f, ["uncertainty.members=7", "uncertainty.train.lr=0.01", "seed=5"])
-    assert (p.uncertainty.members, p.uncertainty.train.lr, p.seed) == (7, 0.01, 5)
+    assert (p.primary.members, p.primary.train.lr, p.seed) == (7, 0.01, 5)
     with pytest.raises(ProtocolError, match="uncertainty.members: must be >= 2"):
         load_protocol(f, ["uncertainty.members=1"])
     with pytest.raises(ProtocolError, match="key.path=value"):
@@ -147,4 +147,4 @@ def test_overrides(tmp_path):
 def test_starter_and_quickstart_protocols_validate():
     assert isinstance(parse_protocol(yaml.safe_load(starter_protocol())), Protocol)
     p, _ = load_protocol("protocols/quickstart.yaml")
-    assert p.uncertainty.method == "deep_ensemble" and p.calibration.method == "conformal"
+    assert p.primary.method == "deep_ensemble" and p.calibration.method == "conformal"

@@ -85,6 +85,23 @@ class _IntervalMap(CalibrationMap):
         half = conformal_quantile(self.scores, 1.0 - level) * pred.std
         return pred.mean - half, pred.mean + half
 
+    def cdf(self, pred: Predictive, y: np.ndarray) -> np.ndarray:
+        """The conformal PIT: ``0.5 + 0.5 * sign(y - mean) * c / (n + 1)``, with ``c`` the
+        number of calibration scores below ``|y - mean| / std``.
+
+        It matches the intervals exactly: ``y`` lies in ``interval(level)`` if and only if
+        ``|2 * cdf - 1| < level``, so PIT histograms and coverage curves tell one story.
+        """
+        y = np.asarray(y, dtype=np.float64).reshape(pred.mean.shape)
+        s = np.abs(y - pred.mean) / pred.std
+        ranked = np.sort(np.asarray(self.scores, dtype=np.float64).reshape(len(self.scores), -1), axis=0)
+        flat = s.reshape(len(s), -1)
+        below = np.stack(
+            [np.searchsorted(ranked[:, j], flat[:, j], side="left") for j in range(flat.shape[1])],
+            axis=1,
+        ).reshape(s.shape)
+        return 0.5 + 0.5 * np.sign(y - pred.mean) * below / (len(self.scores) + 1)
+
 
 class _SetMap(CalibrationMap):
     """Conformal prediction sets at every level, from the sorted label scores."""

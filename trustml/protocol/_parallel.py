@@ -99,13 +99,17 @@ def train_ensemble(
 
 
 def predict_sharded(
-    ensemble: DeepEnsemble, ds: BaseDataset, indices: np.ndarray, *, comm: Comm
+    model: Any, ds: BaseDataset, indices: np.ndarray, *, comm: Comm, **predict_options: Any
 ) -> Predictive | None:
-    """Predict ``indices`` with each rank taking whole batches; rank 0 gets the Predictive."""
+    """Predict ``indices`` with each rank taking whole batches; rank 0 gets the Predictive.
+
+    ``model`` is any fitted uncertainty wrapper (``DeepEnsemble``, ``BayesianNN``,
+    ``MCDropout``) whose predictions do not depend on how the inputs are batched.
+    """
     mine = shard_batches(indices, PREDICT_BATCH, comm.size, comm.rank)
     local: dict[str, np.ndarray] | None = None
     if len(mine):
-        p = ensemble.predict(ds.subset(mine), batch_size=PREDICT_BATCH)
+        p = model.predict(ds.subset(mine), batch_size=PREDICT_BATCH, **predict_options)
         if p.task == "regression":
             local = {"means": p.member_means, "stds": p.member_stds}
         else:
@@ -123,7 +127,7 @@ def predict_sharded(
 
 
 def attribute_sharded(
-    ensemble: DeepEnsemble,
+    ensemble: Any,
     ds: BaseDataset,
     indices: np.ndarray,
     target: int | np.ndarray,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -64,26 +65,103 @@ def classification_baseline(
     return {"probs": np.broadcast_to(freq, (n_test, n_classes)).copy()}
 
 
+def persistence_baseline(
+    x_last_train: np.ndarray,
+    y_train: np.ndarray,
+    x_last_test: np.ndarray,
+    level: float,
+) -> dict[str, np.ndarray]:
+    """Persistence for sequences: tomorrow equals today.
+
+    The mean is the last time step of the input's first ``D`` features; the spread is the
+    std of the persistence error on the training split (``D`` = number of targets).
+    """
+    d = y_train.shape[1]
+    resid = y_train - x_last_train[:, :d]
+    std = resid.std(axis=0, ddof=1)
+    mean = x_last_test[:, :d].astype(np.float64)
+    half = stats.norm.ppf(0.5 + level / 2.0) * std
+    return {
+        "mean": mean,
+        "std": np.broadcast_to(std, mean.shape).copy(),
+        "lower": mean - half,
+        "upper": mean + half,
+    }
+
+
 def acceptance(
-    criteria: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]]
+    criteria: Mapping[str, Any],
+    metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
+    primary: str,
 ) -> list[dict[str, Any]]:
-    """One row per bound: ``{"metric", "bound", "threshold", "value", "ci", "passed"}``."""
+    """One row per bound: ``{"criterion", "metric", "method", "bound", "threshold", "value",
+    "ci", "passed"}``.
+
+    ``metrics`` maps each method label to its metrics; a criterion ``"rmse@label"`` applies to
+    that method, a plain ``"rmse"`` to the ``primary`` one.
+    """
     rows = []
-    for name, bound in criteria.items():
-        value = metrics[name]["value"]
+    for key, bound in criteria.items():
+        name, _, label = key.partition("@")
+        label = label or primary
+        entry = metrics[label][name]
+        value = entry["value"]
         for kind in ("min", "max"):
             threshold = getattr(bound, kind)
             if threshold is None:
                 continue
-            passed = value >= threshold if kind == "min" else value <= threshold
+            # A NaN metric never passes.
+            passed = value is not None and (value >= threshold if kind == "min" else value <= threshold)
             rows.append(
                 {
+                    "criterion": key,
                     "metric": name,
+                    "method": label,
                     "bound": kind,
                     "threshold": float(threshold),
                     "value": value,
-                    "ci": metrics[name]["ci"],
+                    "ci": entry["ci"],
                     "passed": bool(passed),
                 }
             )
     return rows
+
+
+def sample_hashes(ds: Any, indices: np.ndarray, batch_size: int = 1024) -> list[bytes]:
+    """A digest of every sample's input values (exact duplicates have equal digests)."""
+    out: list[bytes] = []
+    for start in range(0, len(indices), batch_size):
+        x, _ = ds.read(indices[start : start + batch_size])
+        x = np.ascontiguousarray(x)
+        out.extend(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x)
+    return out
+
+
+def duplicates(hashes: Mapping[str, list[bytes]]) -> dict[str, int]:
+    """Samples of the later split whose inputs also occur in the earlier one, per pair."""
+    sets = {k: set(v) for k, v in hashes.items()}
+    out = {}
+    for a, b in (("train", "test"), ("train", "calibration"), ("calibration", "test")):
+        out[f"{a}_{b}"] = int(sum(h in sets[a] for h in hashes[b]))
+    return out
+
+
+def target_stats(
+    ys: Mapping[str, np.ndarray], task: str, names: list[str], n_classes: int
+) -> dict[str, Any]:
+    """Per split: mean/std/min/max of each target, or class counts."""
+    out: dict[str, Any] = {}
+    for split, y in ys.items():
+        if task == "classification":
+            out[split] = {"class_counts": np.bincount(y, minlength=n_classes).tolist()}
+            continue
+        out[split] = {
+            name: {
+                "mean": float(y[:, j].mean()),
+                "std": float(y[:, j].std(ddof=1)) if len(y) > 1 else 0.0,
+                "min": float(y[:, j].min()),
+                "max": float(y[:, j].max()),
+            }
+            for j, name in enumerate(names)
+        }
+    return out

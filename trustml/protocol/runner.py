@@ -23,24 +23,23 @@ import torch
 
 from trustml.calibration import IsotonicRecalibration, SplitConformal, TemperatureScaling
 from trustml.data import BaseDataset, HDF5Dataset, load_builtin, split_indices
-from trustml.distributed import Comm, MemberCheckpoints, abort_on_error, get_comm, run_key
+from trustml.distributed import Comm, abort_on_error, get_comm
 from trustml.exceptions import ProtocolError, TrustmlInputError
-from trustml.explain import completeness_check
 from trustml.models import build_from_factory, build_model, model_summary
-from trustml.protocol import _scoring
-from trustml.protocol._parallel import attribute_sharded, predict_sharded, train_ensemble
-from trustml.protocol.schema import Protocol
+from trustml.protocol import _methods, _scoring
+from trustml.protocol._attribution import attribute_and_check
+from trustml.protocol._parallel import predict_sharded
+from trustml.protocol.schema import HDF5Source, Protocol, UncertaintySpec
 from trustml.report import RunResults
-from trustml.uq import DeepEnsemble, Predictive
+from trustml.uq import Predictive
 from trustml.utils.seeding import child
 
-__all__ = ["RunOutcome", "run_protocol", "resolve_outdir"]
+__all__ = ["RunOutcome", "run_protocol", "resolve_outdir", "dataset_fingerprint"]
 
 log = logging.getLogger("trustml")
 
-#: Methods and options of protocol v1 this release runs; the schema knows the rest.
+#: Calibration methods of protocol v1 this release runs per task; the schema knows the rest.
 _AVAILABLE = {
-    "uncertainty.method": ("deep_ensemble",),
     "calibration.method": {
         "regression": ("conformal", "isotonic", "none"),
         "classification": ("conformal", "temperature", "none"),
@@ -73,6 +72,7 @@ class _Plan:
     n_targets: int
     target_names: list[str]
     device: torch.device
+    shifts: dict[str, BaseDataset]
 
 
 def resolve_outdir(protocol: Protocol, out: str | Path | None) -> Path:
@@ -94,13 +94,6 @@ def _device(protocol: Protocol, comm: Comm) -> torch.device:
 
 
 def _check_available(protocol: Protocol) -> None:
-    method = protocol.uncertainty.method
-    if method not in _AVAILABLE["uncertainty.method"]:
-        raise ProtocolError(
-            f"{method!r} is not available in this trustml release yet; available: "
-            + ", ".join(_AVAILABLE["uncertainty.method"]),
-            key="uncertainty.method",
-        )
     cal = _AVAILABLE["calibration.method"][protocol.task]
     if protocol.calibration.method not in cal:
         raise ProtocolError(
@@ -110,15 +103,59 @@ def _check_available(protocol: Protocol) -> None:
         )
 
 
-def _load_dataset(protocol: Protocol, base_dir: Path) -> BaseDataset:
-    spec = protocol.data
-    if spec.builtin is not None:
-        return load_builtin(spec.builtin, seed=child(protocol.seed, "data"), **spec.options)
-    h = spec.hdf5
+def _open_hdf5(h: HDF5Source, base_dir: Path) -> BaseDataset:
     path = Path(h.path)
     if not path.is_absolute():
         path = base_dir / path
     return HDF5Dataset(path, inputs=h.inputs, targets=h.targets, groups=h.groups, validate=True)
+
+
+def _load_dataset(protocol: Protocol, base_dir: Path) -> BaseDataset:
+    spec = protocol.data
+    if spec.builtin is not None:
+        return load_builtin(spec.builtin, seed=child(protocol.seed, "data"), **spec.options)
+    return _open_hdf5(spec.hdf5, base_dir)
+
+
+def _load_shifts(protocol: Protocol, base_dir: Path, main: BaseDataset) -> dict[str, BaseDataset]:
+    """The distribution-shifted test sets, checked against the main dataset's shapes."""
+    out: dict[str, BaseDataset] = {}
+    for name, spec in protocol.data.shifts.items():
+        key = f"data.shifts.{name}"
+        if spec.hdf5 is not None:
+            ds = _open_hdf5(spec.hdf5, base_dir)
+        else:
+            builtin = spec.builtin or protocol.data.builtin
+            if builtin is None:
+                raise ProtocolError("give 'builtin' or 'hdf5' (the main data is not a builtin)", key=key)
+            options = {**(protocol.data.options if builtin == protocol.data.builtin else {}), **spec.options}
+            try:
+                ds = load_builtin(builtin, seed=child(protocol.seed, f"shift/{name}"), **options)
+            except TrustmlInputError as exc:
+                raise ProtocolError(str(exc), key=key) from None
+        if tuple(ds.input_shape) != tuple(main.input_shape) or ds.task_hint != main.task_hint:
+            raise ProtocolError(
+                f"inputs {list(ds.input_shape)} ({ds.task_hint}) do not match the main data's "
+                f"{list(main.input_shape)} ({main.task_hint})",
+                key=key,
+            )
+        out[name] = ds
+    return out
+
+
+def dataset_fingerprint(protocol: Protocol, base_dir: str | Path = ".") -> str:
+    """The fingerprint of the protocol's main dataset (what ``trustml verify`` checks first)."""
+    return _load_dataset(protocol, Path(base_dir)).fingerprint()
+
+
+def _split(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray]:
+    split = protocol.data.split
+    fractions = {"train": split.train, "calibration": split.calibration, "test": split.test}
+    if split.order == "temporal":
+        from trustml.data import temporal_split_indices
+
+        return temporal_split_indices(len(ds), fractions, gap=split.gap)
+    return split_indices(len(ds), fractions, seed=child(protocol.seed, "split"), groups=ds.groups)
 
 
 def _count_classes(ds: BaseDataset) -> int:
@@ -152,13 +189,12 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
             f"must be < {n_targets} (the number of targets), got {spec.target}",
             key="attribution.target",
         )
-    split = protocol.data.split
-    splits = split_indices(
-        len(ds),
-        {"train": split.train, "calibration": split.calibration, "test": split.test},
-        seed=child(protocol.seed, "split"),
-        groups=ds.groups,
-    )
+    if spec is not None and "localization" in spec.checks and not getattr(ds, "has_masks", False):
+        raise ProtocolError(
+            f"'localization' needs ground-truth masks, and {ds.source} has none",
+            key="attribution.checks",
+        )
+    splits = _split(protocol, ds)
     for name, idx in splits.items():
         if len(idx) < 2:
             raise ProtocolError(
@@ -198,7 +234,10 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
         raise ProtocolError(
             f"the model outputs shape {list(out.shape)}; expected [N, {expected}]", key="model"
         )
-    return _Plan(ds, splits, make_model, output_dim, n_targets, names, device)
+    for i in range(len(protocol.methods)):
+        _methods.check_method(protocol, i, probe)
+    shifts = _load_shifts(protocol, base_dir, ds)
+    return _Plan(ds, splits, make_model, output_dim, n_targets, names, device, shifts)
 
 
 def _targets(ds: BaseDataset, idx: np.ndarray, task: str) -> np.ndarray:
@@ -233,7 +272,8 @@ def run_protocol(
         Relative HDF5 paths in the protocol resolve against it (the protocol file's folder).
     out : path, optional
         Output folder; see :func:`resolve_outdir`. Finished ensemble members are checkpointed
-        under ``OUT/checkpoints/``; running the same protocol again resumes from them.
+        under ``OUT/checkpoints/<method label>/``; running the same protocol again resumes
+        from them.
     write : bool
         Write the report folder (``False`` returns the results only, and checkpoints nothing).
     progress : bool, optional
@@ -255,7 +295,9 @@ def run_protocol(
     plan = _plan(protocol, Path(base_dir), comm)
     outdir = resolve_outdir(protocol, out) if write else None
     with abort_on_error(comm):
-        return _execute(protocol, protocol_text, plan, outdir, comm, progress, command, Path(base_dir), started)
+        return _execute(
+            protocol, protocol_text, plan, outdir, comm, progress, command, Path(base_dir), started
+        )
 
 
 def _execute(
@@ -269,63 +311,62 @@ def _execute(
     base_dir: Path,
     started: float,
 ) -> RunOutcome:
-    ds, splits, task = plan.dataset, plan.splits, protocol.task
+    ds, splits = plan.dataset, plan.splits
     fingerprint = comm.bcast(ds.fingerprint() if comm.rank == 0 else None)
-    show = (progress if progress is not None else sys.stderr.isatty()) and comm.rank == 0
+    show = bool(progress if progress is not None else sys.stderr.isatty()) and comm.rank == 0
+    timings: dict[str, float] = {}
 
-    u = protocol.uncertainty
-    key = run_key(
-        {
-            "seed": protocol.seed,
-            "data": fingerprint,
-            "split": protocol.data.split.model_dump(),
-            "task": task,
-            "model": protocol.model.model_dump(),
-            "uncertainty": u.model_dump(),
-            "device": plan.device.type,
-        }
-    )
-    store = MemberCheckpoints(outdir / "checkpoints", key) if outdir is not None else None
-    if comm.rank == 0:
-        log.info(
-            "training a %d-member deep ensemble on %d samples%s",
-            u.members,
-            len(splits["train"]),
-            f" over {comm.size} ranks" if comm.size > 1 else "",
+    fitted: dict[str, Any] = {}
+    predictions: dict[str, tuple[Predictive | None, Predictive | None]] = {}
+    train = ds.subset(splits["train"])
+    for i, spec in enumerate(protocol.methods):
+        t0 = time.perf_counter()
+        model = _methods.fit_method(
+            protocol, i, train=train, make_model=plan.make_model, device=plan.device,
+            fingerprint=fingerprint, comm=comm,
+            checkpoint_dir=outdir / "checkpoints" if outdir is not None else None,
+            progress=show,
+        )  # fmt: skip
+        opts = _methods.predict_options(spec)
+        predictions[spec.name] = (
+            predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
+            predict_sharded(model, ds, splits["test"], comm=comm, **opts),
         )
-    ensemble = DeepEnsemble(
-        plan.make_model, members=u.members, task=task, seed=protocol.seed, device=plan.device
-    )
-    fit_options = {
-        "epochs": u.train.epochs,
-        "batch_size": u.train.batch_size,
-        "lr": u.train.lr,
-        "weight_decay": u.train.weight_decay,
-        "progress": show,
+        fitted[spec.name] = model
+        timings[spec.name] = round(time.perf_counter() - t0, 2)
+    primary = protocol.primary
+    shift_predictions = {
+        name: predict_sharded(
+            fitted[primary.name], sds, np.arange(len(sds)), comm=comm,
+            **_methods.predict_options(primary),
+        )  # fmt: skip
+        for name, sds in plan.shifts.items()
     }
-    ensemble = train_ensemble(
-        ensemble, ds.subset(splits["train"]), fit_options, comm=comm, checkpoints=store
-    )
-    pred_cal = predict_sharded(ensemble, ds, splits["calibration"], comm=comm)
-    pred_test = predict_sharded(ensemble, ds, splits["test"], comm=comm)
 
     # Calibration and scoring need every prediction: rank 0 alone from here, but attribution,
     # which is sharded again, needs the classes it explains.
     stage: dict[str, Any] | None = None
     if comm.rank == 0:
-        stage = _score(protocol, plan, pred_cal, pred_test)
+        stage = _score(protocol, plan, predictions, shift_predictions, fitted)
     attribution_summary = None
     if protocol.attribution is not None:
+        t0 = time.perf_counter()
         targets = comm.bcast(stage["attribution_targets"] if stage is not None else None)
-        attribution_summary = _attribute(protocol, plan, ensemble, targets, comm, stage)
+        attribution_summary = attribute_and_check(
+            protocol, plan.dataset, plan.splits["test"], fitted[primary.name], targets,
+            comm=comm, arrays=stage["arrays"] if stage is not None else None,
+            target_names=plan.target_names,
+        )  # fmt: skip
+        timings["attribution"] = round(time.perf_counter() - t0, 2)
 
     verdict = None
     results = None
     if comm.rank == 0:
         assert stage is not None
-        acceptance = _scoring.acceptance(protocol.acceptance, stage["metrics"])
+        by_label = {label: part["metrics"] for label, part in stage["methods"].items()}
+        acceptance = _scoring.acceptance(protocol.acceptance, by_label, primary.name)
         verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
-        summary = _summary(protocol, plan, ensemble, stage, acceptance, verdict, fingerprint)
+        summary = _summary(protocol, plan, fitted, stage, acceptance, verdict, fingerprint)
         if attribution_summary is not None:
             summary["attribution"] = attribution_summary
         manifest = _manifest(protocol, protocol_text, fingerprint, plan.device, command)
@@ -333,6 +374,7 @@ def _execute(
             {
                 "protocol_dir": str(base_dir.resolve()),
                 "mpi_world_size": comm.size,
+                "timings_s": timings,
                 "wall_time_s": round(time.perf_counter() - started, 2),
             }
         )
@@ -345,63 +387,174 @@ def _execute(
     return RunOutcome(results, outdir, verdict)
 
 
-def _score(
-    protocol: Protocol, plan: _Plan, pred_cal: Predictive, pred_test: Predictive
-) -> dict[str, Any]:
-    """Calibrate on the calibration split, score the test split (rank 0)."""
-    ds, splits, task = plan.dataset, plan.splits, protocol.task
-    y_cal = _targets(ds, splits["calibration"], task)
-    y_test = _targets(ds, splits["test"], task)
-    y_train = _targets(ds, splits["train"], task)
+def _quantities(pred: Predictive, level: float | None) -> dict[str, np.ndarray]:
+    """What the metrics read from a predictive (regression: at the interval ``level``)."""
+    if pred.task == "classification":
+        return {"probs": pred.probs}
+    lower, upper = pred.interval(level)
+    return {"mean": pred.mean, "std": pred.std, "lower": lower, "upper": upper}
 
-    arrays: dict[str, np.ndarray] = {}
-    summary_cal: dict[str, Any] = {
+
+def _score_method(
+    protocol: Protocol,
+    spec: UncertaintySpec,
+    pred_cal: Predictive,
+    pred_test: Predictive,
+    y_cal: np.ndarray,
+    y_test: np.ndarray,
+    prefix: str,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Predictive, Any]:
+    """Calibrate one method on the calibration split and score it on the test split.
+
+    Returns the method's summary part, its arrays (under ``prefix``), the calibrated test
+    predictive and the fitted calibrator (``Predictive -> Predictive``).
+    """
+    task = protocol.task
+    level = 1.0 - protocol.calibration.alpha if task == "regression" else None
+    calibrated, transform, info = _calibrate(protocol, pred_cal, y_cal, pred_test)
+    cal_summary: dict[str, Any] = {
         "method": protocol.calibration.method,
         "alpha": protocol.calibration.alpha,
+        **info,
     }
-    # Fitted on the calibration split only; everything after this block (metrics, arrays,
-    # attribution targets) sees the calibrated test predictive.
-    pred_test_raw = pred_test
-    pred_test, cal_info = _calibrate(protocol, pred_cal, y_cal, pred_test_raw)
-    summary_cal.update(cal_info)
-    coverage_curve = None
+    arrays: dict[str, np.ndarray] = {}
+    quantities = _quantities(calibrated, level)
+    part: dict[str, Any] = {"method": spec.method, "settings": spec.settings()}
     if task == "regression":
-        level = 1.0 - protocol.calibration.alpha
-        summary_cal["level"] = level
-        lower, upper = pred_test.interval(level)
-        quantities = {"mean": pred_test.mean, "std": pred_test.std, "lower": lower, "upper": upper}
-        arrays.update({f"test/{k}": v for k, v in quantities.items()})
-        arrays["test/targets"] = y_test
-        arrays["test/epistemic_var"] = pred_test.epistemic_var
-        arrays["test/aleatoric_var"] = pred_test.aleatoric_var
-        coverage_curve = _coverage_curve(pred_test_raw, pred_test, y_test)
-        baseline = _scoring.regression_baseline(y_train, len(y_test), level)
+        cal_summary["level"] = level
+        arrays.update({f"{prefix}/{k}": v for k, v in quantities.items()})
+        arrays[f"{prefix}/epistemic_var"] = calibrated.epistemic_var
+        arrays[f"{prefix}/aleatoric_var"] = calibrated.aleatoric_var
+        arrays[f"{prefix}/pit"] = calibrated.cdf(y_test)
+        arrays[f"{prefix}/pit_raw"] = pred_test.cdf(y_test)
+        part["coverage_curve"] = _coverage_curve(pred_test, calibrated, y_test)
+        part["uncertainty"] = {
+            "mean_aleatoric_var": calibrated.aleatoric_var.mean(axis=0).tolist(),
+            "mean_epistemic_var": calibrated.epistemic_var.mean(axis=0).tolist(),
+        }
     else:
-        quantities = {"probs": pred_test.probs}
-        arrays["test/probs"] = pred_test.probs
-        arrays["test/labels"] = y_test
+        arrays[f"{prefix}/probs"] = calibrated.probs
+        arrays[f"{prefix}/probs_raw"] = pred_test.probs
+        arrays[f"{prefix}/mutual_information"] = calibrated.mutual_information
         if protocol.calibration.method == "conformal":
-            sets = pred_test.predict_set()
-            arrays["test/prediction_sets"] = sets
-            summary_cal["level"] = 1.0 - protocol.calibration.alpha
-            summary_cal["set_coverage"] = float(np.mean(sets[np.arange(len(y_test)), y_test]))
-            summary_cal["mean_set_size"] = float(np.mean(sets.sum(axis=1)))
-        baseline = _scoring.classification_baseline(y_train, len(y_test), plan.n_targets)
-
+            sets = calibrated.predict_set()
+            arrays[f"{prefix}/prediction_sets"] = sets
+            cal_summary["level"] = 1.0 - protocol.calibration.alpha
+            cal_summary["set_coverage"] = float(np.mean(sets[np.arange(len(y_test)), y_test]))
+            cal_summary["mean_set_size"] = float(np.mean(sets.sum(axis=1)))
+        part["uncertainty"] = {
+            "mean_entropy": float(calibrated.entropy.mean()),
+            "mean_mutual_information": float(calibrated.mutual_information.mean()),
+        }
     boot_seed = child(protocol.seed, "bootstrap")
+    part["metrics"] = _scoring.score(protocol.metric_names, y_test, quantities, seed=boot_seed)
+    part["calibration"] = cal_summary
+    return part, arrays, calibrated, transform
+
+
+def _score(
+    protocol: Protocol,
+    plan: _Plan,
+    predictions: dict[str, tuple[Predictive | None, Predictive | None]],
+    shift_predictions: dict[str, Predictive | None],
+    fitted: dict[str, Any],
+) -> dict[str, Any]:
+    """Calibrate every method on the calibration split, score the test split and the shifted
+    test sets, and the reference predictors (rank 0)."""
+    ds, splits, task = plan.dataset, plan.splits, protocol.task
+    ys = {name: _targets(ds, idx, task) for name, idx in splits.items()}
+    y_cal, y_test, y_train = ys["calibration"], ys["test"], ys["train"]
+    arrays: dict[str, np.ndarray] = {}
+    arrays["test/targets" if task == "regression" else "test/labels"] = y_test
+    methods: dict[str, Any] = {}
+    primary = protocol.primary.name
+    transforms: dict[str, Any] = {}
+    calibrated_primary: Predictive | None = None
+    for i, spec in enumerate(protocol.methods):
+        pred_cal, pred_test = predictions[spec.name]
+        assert pred_cal is not None and pred_test is not None
+        prefix = "test" if i == 0 else f"methods/{spec.name}/test"
+        part, part_arrays, calibrated, transform = _score_method(
+            protocol, spec, pred_cal, pred_test, y_cal, y_test, prefix
+        )
+        part["primary"] = i == 0
+        part["history"] = _methods.history(fitted[spec.name])
+        diag = _methods.diagnostics(fitted[spec.name], ds.read(splits["test"][:4])[0])
+        if diag is not None:
+            part["diagnostics"] = diag
+        methods[spec.name] = part
+        arrays.update(part_arrays)
+        transforms[spec.name] = transform
+        if i == 0:
+            calibrated_primary = calibrated
+    assert calibrated_primary is not None
+
+    level = 1.0 - protocol.calibration.alpha
+    boot_seed = child(protocol.seed, "bootstrap")
+    reference: dict[str, Any] = {}
+    if task == "regression":
+        base = _scoring.regression_baseline(y_train, len(y_test), level)
+        reference["climatology"] = {
+            "description": "the training targets' mean and std for every test sample",
+            "metrics": _scoring.score(protocol.metric_names, y_test, base, seed=boot_seed),
+        }
+        n_targets = y_train.shape[1]
+        if ds.layout == "NTF" and ds.input_shape[-1] >= n_targets:
+            last = {k: ds.read(idx)[0][:, -1, :] for k, idx in splits.items()}
+            pers = _scoring.persistence_baseline(last["train"], y_train, last["test"], level)
+            reference["persistence"] = {
+                "description": "the last input time step, with the training persistence-error std",
+                "metrics": _scoring.score(protocol.metric_names, y_test, pers, seed=boot_seed),
+            }
+    else:
+        base = _scoring.classification_baseline(y_train, len(y_test), plan.n_targets)
+        reference["class_frequency"] = {
+            "description": "the training class frequencies for every test sample",
+            "metrics": _scoring.score(protocol.metric_names, y_test, base, seed=boot_seed),
+        }
+    baseline_name = "climatology" if task == "regression" else "class_frequency"
+
+    shifts: dict[str, Any] = {}
+    for name, pred in shift_predictions.items():
+        assert pred is not None
+        sds = plan.shifts[name]
+        y_shift = _targets(sds, np.arange(len(sds)), task)
+        calibrated = transforms[primary](pred)
+        q = _quantities(calibrated, level if task == "regression" else None)
+        entry: dict[str, Any] = {
+            "n": len(sds),
+            "source": sds.source,
+            "metrics": _scoring.score(protocol.metric_names, y_shift, q, seed=boot_seed),
+        }
+        if task == "regression":
+            entry["mean_std"] = float(calibrated.std.mean())
+            entry["mean_epistemic_var"] = float(calibrated.epistemic_var.mean())
+            arrays[f"shifts/{name}/targets"] = y_shift
+            arrays.update({f"shifts/{name}/{k}": v for k, v in q.items()})
+            arrays[f"shifts/{name}/epistemic_var"] = calibrated.epistemic_var
+        else:
+            entry["mean_entropy"] = float(calibrated.entropy.mean())
+            entry["mean_mutual_information"] = float(calibrated.mutual_information.mean())
+            arrays[f"shifts/{name}/labels"] = y_shift
+            arrays[f"shifts/{name}/probs"] = calibrated.probs
+        shifts[name] = entry
+
     attribution_targets = None
     if protocol.attribution is not None:
         n = min(protocol.attribution.n_examples, len(splits["test"]))
         if task == "regression":
             attribution_targets = np.full(n, protocol.attribution.target)
         else:  # explain the class the calibrated model predicts
-            attribution_targets = pred_test.probs[:n].argmax(axis=1)
+            attribution_targets = calibrated_primary.probs[:n].argmax(axis=1)
+    hashes = {name: _scoring.sample_hashes(ds, idx) for name, idx in splits.items()}
     return {
         "arrays": arrays,
-        "calibration": summary_cal,
-        "coverage_curve": coverage_curve,
-        "metrics": _scoring.score(protocol.metric_names, y_test, quantities, seed=boot_seed),
-        "baseline_metrics": _scoring.score(protocol.metric_names, y_test, baseline, seed=boot_seed),
+        "methods": methods,
+        "reference": reference,
+        "baseline_metrics": reference[baseline_name]["metrics"],
+        "shifts": shifts,
+        "duplicates": _scoring.duplicates(hashes),
+        "target_stats": _scoring.target_stats(ys, task, plan.target_names, plan.n_targets),
         "attribution_targets": attribution_targets,
     }
 
@@ -409,21 +562,32 @@ def _score(
 def _summary(
     protocol: Protocol,
     plan: _Plan,
-    ensemble: DeepEnsemble,
+    fitted: dict[str, Any],
     stage: dict[str, Any],
     acceptance: list[dict[str, Any]],
     verdict: str,
     fingerprint: str,
 ) -> dict[str, Any]:
-    ds, u = plan.dataset, protocol.uncertainty
-    summary_model = model_summary(ensemble.members_[0])
+    ds, spec = plan.dataset, protocol.primary
+    first = stage["methods"][spec.name]
+    model = fitted[spec.name]
+    net = model.members_[0] if hasattr(model, "members_") else plan.make_model()
+    summary_model = model_summary(net)
+    groups_disjoint = None
+    if ds.groups is not None:
+        g = {k: set(np.asarray(ds.groups)[v].tolist()) for k, v in plan.splits.items()}
+        groups_disjoint = not (
+            g["train"] & g["test"] or g["train"] & g["calibration"] or g["calibration"] & g["test"]
+        )
     summary: dict[str, Any] = {
         "name": protocol.name,
         "task": protocol.task,
         "seed": protocol.seed,
         "verdict": verdict,
-        "metrics": stage["metrics"],
+        "metrics": first["metrics"],
         "baseline_metrics": stage["baseline_metrics"],
+        "reference": stage["reference"],
+        "methods": stage["methods"],
         "acceptance": acceptance,
         "data": {
             "source": ds.source,
@@ -431,7 +595,11 @@ def _summary(
             "input_shape": list(ds.input_shape),
             "target_names": plan.target_names,
             "splits": {k: len(v) for k, v in plan.splits.items()},
+            "split_order": protocol.data.split.order,
             "fingerprint": fingerprint,
+            "groups_disjoint": groups_disjoint,
+            "duplicates": stage["duplicates"],
+            "target_stats": stage["target_stats"],
         },
         "model": {
             "name": protocol.model.builtin or protocol.model.factory,
@@ -439,26 +607,29 @@ def _summary(
             "summary": summary_model["text"],
         },
         "uncertainty": {
-            "method": u.method,
-            "members": u.members,
-            "train": u.train.model_dump(),
-            "history": ensemble.history_,
+            **spec.settings(),
+            "label": spec.name,
+            "history": first["history"],
         },
-        "calibration": stage["calibration"],
+        "calibration": first["calibration"],
+        "claims": protocol.claims,
+        "limitations": protocol.limitations,
     }
-    if stage["coverage_curve"] is not None:
-        summary["coverage_curve"] = stage["coverage_curve"]
+    if "coverage_curve" in first:
+        summary["coverage_curve"] = first["coverage_curve"]
+    if stage["shifts"]:
+        summary["shifts"] = stage["shifts"]
     return summary
 
 
 def _calibrate(
     protocol: Protocol, pred_cal: Predictive, y_cal: np.ndarray, pred_test: Predictive
-) -> tuple[Predictive, dict[str, Any]]:
+) -> tuple[Predictive, Any, dict[str, Any]]:
     """Fit the protocol's calibrator on the calibration split; return the calibrated test
-    predictive and what to report about the fit."""
+    predictive, the calibrator (``Predictive -> Predictive``) and what to report about it."""
     method = protocol.calibration.method
     if method == "none":
-        return pred_test, {}
+        return pred_test, (lambda p: p), {}
     info: dict[str, Any] = {"n_calibration": len(y_cal)}
     if method == "conformal":
         conf = SplitConformal(alpha=protocol.calibration.alpha).fit(pred_cal, y_cal)
@@ -466,7 +637,7 @@ def _calibrate(
             info["std_multiplier"] = conf.q_.tolist()
         else:
             info.update({"score": conf.score, "threshold": conf.q_})
-        return conf.transform(pred_test), info
+        return conf.transform(pred_test), conf.transform, info
     if method == "temperature":
         ts = TemperatureScaling().fit(pred_cal, y_cal)
         info.update(
@@ -476,10 +647,10 @@ def _calibrate(
                 "nll_calibration_after": ts.nll_after_,
             }
         )
-        return ts.transform(pred_test), info
+        return ts.transform(pred_test), ts.transform, info
     iso = IsotonicRecalibration().fit(pred_cal, y_cal)
     info["n_knots"] = [int(x.size) for x, _ in iso.knots_]
-    return iso.transform(pred_test), info
+    return iso.transform(pred_test), iso.transform, info
 
 
 def _coverage_curve(
@@ -495,48 +666,6 @@ def _coverage_curve(
     return {"nominal": list(COVERAGE_LEVELS), "empirical_raw": raw, "empirical": calibrated}
 
 
-def _attribute(
-    protocol: Protocol,
-    plan: _Plan,
-    ensemble: DeepEnsemble,
-    targets: np.ndarray,
-    comm: Comm,
-    stage: dict[str, Any] | None,
-) -> dict[str, Any] | None:
-    """Attribute the first test examples, sharded over ranks; rank 0 stores and checks them."""
-    spec = protocol.attribution
-    assert spec is not None
-    idx = plan.splits["test"][: len(targets)]
-    method = spec.methods[0]
-    target: int | np.ndarray = int(targets[0]) if protocol.task == "regression" else targets
-    attr = attribute_sharded(
-        ensemble,
-        plan.dataset,
-        idx,
-        target,
-        method=method,
-        comm=comm,
-        internal_batch_size=64,
-        # Only integrated gradients has a path to integrate along; other methods reject it.
-        **({"n_steps": spec.n_steps} if method == "integrated_gradients" else {}),
-    )
-    if comm.rank != 0:
-        return None
-    assert stage is not None and attr is not None
-    arrays = stage["arrays"]
-    arrays["attribution/inputs"] = plan.dataset.read(idx)[0]
-    arrays["attribution/maps"] = attr.members.astype(np.float32)
-    arrays["attribution/target_index"] = np.asarray(targets)
-    if protocol.task == "regression":
-        target_text = f"predicted mean of {plan.target_names[spec.target]}"
-    else:
-        target_text = "logit of the predicted class"
-    checks = {}
-    if "completeness" in spec.checks:
-        checks["completeness"] = completeness_check(attr).as_dict()
-    return {"method": method, "n_examples": int(len(idx)), "target": target_text, "checks": checks}
-
-
 def _version(dist: str) -> str | None:
     try:
         return metadata.version(dist)
@@ -544,10 +673,28 @@ def _version(dist: str) -> str | None:
         return None
 
 
+def _git_commit() -> str | None:
+    """The commit of the trustml source tree, when it is a git checkout (else ``None``)."""
+    import subprocess
+
+    here = Path(__file__).resolve().parent
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(here), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        return None
+    commit = done.stdout.strip()
+    return commit if done.returncode == 0 and len(commit) == 40 else None
+
+
 def _manifest(
     protocol: Protocol, text: str, fingerprint: str, device: torch.device, command: list[str] | None
 ) -> dict[str, Any]:
     return {
+        "git_commit": _git_commit(),
+        "methods": [m.name for m in protocol.methods],
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": command if command is not None else sys.argv,
         "seed": protocol.seed,

@@ -60,6 +60,8 @@ class Split(_Strict):
     train: Fraction = 0.7
     calibration: Fraction = 0.15
     test: Fraction = 0.15
+    order: Literal["random", "temporal"] = "random"
+    gap: Annotated[int, Field(ge=0)] = 0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Split:
@@ -69,11 +71,32 @@ class Split(_Strict):
         return self
 
 
+class ShiftSpec(_Strict):
+    """``data.shifts.NAME``: a distribution-shifted test set, scored with the trained model.
+
+    ``builtin`` defaults to the main dataset's, and ``options`` are merged over its options
+    (e.g. ``{options: {shift: 1.0}}``); or give an ``hdf5`` source.
+    """
+
+    builtin: str | None = None
+    hdf5: HDF5Source | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> ShiftSpec:
+        if self.builtin is not None and self.hdf5 is not None:
+            raise ValueError("give at most one of 'builtin' or 'hdf5'")
+        if self.hdf5 is not None and self.options:
+            raise ValueError("'options' apply to builtin datasets only")
+        return self
+
+
 class DataSpec(_Strict):
     builtin: str | None = None
     hdf5: HDF5Source | None = None
     options: dict[str, Any] = Field(default_factory=dict)
     split: Split = Field(default_factory=Split)
+    shifts: dict[Annotated[str, Field(pattern=_LABEL)], ShiftSpec] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _one_source(self) -> DataSpec:
@@ -105,10 +128,87 @@ class TrainSpec(_Strict):
     weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
 
 
+UNCERTAINTY_METHODS = ("deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout")
+ATTRIBUTION_METHODS = (
+    "integrated_gradients",
+    "saliency",
+    "input_x_gradient",
+    "smoothgrad",
+    "gradient_shap",
+    "deeplift",
+    "occlusion",
+    "feature_ablation",
+    "gradcam",
+)
+ATTRIBUTION_CHECKS = (
+    "completeness",
+    "randomization",
+    "deletion",
+    "insertion",
+    "infidelity",
+    "sensitivity",
+    "localization",
+)
+
+#: Which optional keys of ``uncertainty`` apply to which method (``method`` and ``label``
+#: apply to all). Setting a key that does not apply is an error, never silently ignored.
+UNCERTAINTY_KEYS: dict[str, tuple[str, ...]] = {
+    "members": ("deep_ensemble",),
+    "samples": ("bayes_svi", "bayes_nuts", "mc_dropout"),
+    "train": ("deep_ensemble", "bayes_svi", "mc_dropout"),
+    "prior_scale": ("bayes_svi", "bayes_nuts"),
+    "guide": ("bayes_svi",),
+    "bayesian_layers": ("bayes_svi",),
+    "num_samples": ("bayes_nuts",),
+    "warmup": ("bayes_nuts",),
+    "chains": ("bayes_nuts",),
+}
+#: Posterior-predictive draws when ``samples`` is not given (NUTS: every kept draw).
+DEFAULT_SAMPLES = {"bayes_svi": 100, "mc_dropout": 50, "bayes_nuts": None}
+
+_LABEL = r"^[A-Za-z][A-Za-z0-9_\-]*$"
+
+
 class UncertaintySpec(_Strict):
+    """One uncertainty method. Keys that do not apply to ``method`` are rejected."""
+
     method: Literal["deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout"] = "deep_ensemble"
+    label: Annotated[str, Field(min_length=1, max_length=40, pattern=_LABEL)] | None = None
+    # deep_ensemble
     members: Annotated[int, Field(ge=2)] = 5
+    # bayes_svi, bayes_nuts, mc_dropout: posterior-predictive draws
+    samples: Annotated[int, Field(ge=2)] | None = None
+    # deep_ensemble, bayes_svi, mc_dropout
     train: TrainSpec = Field(default_factory=TrainSpec)
+    # bayes_svi, bayes_nuts
+    prior_scale: Annotated[float, Field(gt=0.0)] = 1.0
+    guide: Literal["normal", "lowrank"] = "normal"
+    bayesian_layers: list[Annotated[str, Field(min_length=1)]] | None = None
+    # bayes_nuts
+    num_samples: PositiveInt = 200
+    warmup: PositiveInt = 200
+    chains: PositiveInt = 2
+
+    @property
+    def name(self) -> str:
+        """The label in reports and acceptance criteria (default: the method)."""
+        return self.label or self.method
+
+    @property
+    def draws(self) -> int | None:
+        """Posterior-predictive draws (``samples``, else the method's default)."""
+        return self.samples if self.samples is not None else DEFAULT_SAMPLES.get(self.method)
+
+    def settings(self) -> dict[str, Any]:
+        """The keys that apply to this method, with their values (for the report)."""
+        out: dict[str, Any] = {"method": self.method}
+        for key, methods in UNCERTAINTY_KEYS.items():
+            if self.method in methods:
+                value = getattr(self, key)
+                out[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        if self.method in DEFAULT_SAMPLES:
+            out["samples"] = self.draws
+        return out
 
 
 class CalibrationSpec(_Strict):
@@ -117,13 +217,32 @@ class CalibrationSpec(_Strict):
 
 
 class AttributionSpec(_Strict):
-    methods: list[Literal["integrated_gradients"]] = Field(
+    methods: list[Literal[ATTRIBUTION_METHODS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["integrated_gradients"], min_length=1
     )
     n_examples: PositiveInt = 8
     target: Annotated[int, Field(ge=0)] = 0
     n_steps: PositiveInt = 50
-    checks: list[Literal["completeness"]] = Field(default_factory=lambda: ["completeness"])
+    checks: list[Literal[ATTRIBUTION_CHECKS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["completeness"]
+    )
+
+    @field_validator("methods", "checks")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("an item is listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _completeness_needs_ig(self) -> AttributionSpec:
+        if "completeness" in self.checks and "integrated_gradients" not in self.methods:
+            raise _KeyedError(
+                "attribution.checks",
+                "'completeness' checks integrated gradients; add 'integrated_gradients' to "
+                "attribution.methods or drop the check",
+            )
+        return self
 
 
 class Bound(_Strict):
@@ -155,12 +274,22 @@ class Protocol(_Strict):
     data: DataSpec
     task: Literal["regression", "classification"]
     model: ModelSpec
-    uncertainty: UncertaintySpec = Field(default_factory=UncertaintySpec)
+    uncertainty: Annotated[list[UncertaintySpec], Field(min_length=1)] = Field(
+        default_factory=lambda: [UncertaintySpec()]
+    )
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     metrics: list[Literal[_ALL_METRICS]] | None = None  # type: ignore[valid-type]
     attribution: AttributionSpec | None = None
     acceptance: dict[str, Bound] = Field(default_factory=dict)
+    claims: Annotated[str, Field(min_length=1)] | None = None
+    limitations: Annotated[str, Field(min_length=1)] | None = None
     report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        # One method (a mapping) or a list of them to compare; stored as a list.
+        return [v] if isinstance(v, dict) else v
 
     @field_validator("metrics")
     @classmethod
@@ -178,13 +307,49 @@ class Protocol(_Strict):
                     f"metrics[{i}]",
                     f"{m!r} does not apply to task {self.task!r}; valid: {', '.join(allowed)}",
                 )
+        many = len(self.uncertainty) > 1
+        labels: dict[str, int] = {}
+        for i, spec in enumerate(self.uncertainty):
+            where = f"uncertainty[{i}]" if many else "uncertainty"
+            for key in sorted(spec.model_fields_set & set(UNCERTAINTY_KEYS)):
+                if spec.method not in UNCERTAINTY_KEYS[key]:
+                    raise _KeyedError(
+                        f"{where}.{key}",
+                        f"does not apply to method {spec.method!r} (it applies to "
+                        f"{', '.join(UNCERTAINTY_KEYS[key])})",
+                    )
+            if spec.name in labels:
+                raise _KeyedError(
+                    f"{where}.label",
+                    f"two methods are labelled {spec.name!r} (uncertainty[{labels[spec.name]}] "
+                    "too); give each a distinct 'label'",
+                )
+            labels[spec.name] = i
         for key in self.acceptance:
-            if key not in self.metric_names:
+            metric, _, label = key.partition("@")
+            if metric not in self.metric_names:
                 raise _KeyedError(
                     f"acceptance.{key}",
                     f"not a metric of this protocol; metrics: {', '.join(self.metric_names)}",
                 )
+            if "@" in key and label not in labels:
+                raise _KeyedError(
+                    f"acceptance.{key}",
+                    f"no uncertainty method is labelled {label!r}; labels: {', '.join(labels)}",
+                )
+        if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:
+            raise _KeyedError("data.split.gap", "applies to order: temporal only")
         return self
+
+    @property
+    def methods(self) -> list[UncertaintySpec]:
+        """The uncertainty methods to compare; the first is the primary one."""
+        return list(self.uncertainty)
+
+    @property
+    def primary(self) -> UncertaintySpec:
+        """The first uncertainty method: acceptance criteria without ``@label`` apply to it."""
+        return self.uncertainty[0]
 
     @property
     def metric_names(self) -> list[str]:
@@ -317,6 +482,8 @@ def parse_protocol(raw: Any) -> Protocol:
         # Report unknown keys first: a typo often causes a 'missing' error too.
         errors.sort(key=lambda e: e["type"] != "extra_forbidden")
         key, msg = _pretty(errors[0])
+        if isinstance(raw.get("uncertainty"), dict) and key.startswith("uncertainty[0]"):
+            key = "uncertainty" + key[len("uncertainty[0]") :]  # it was given as one mapping
         more = (
             f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})"
             if len(errors) > 1
@@ -370,19 +537,33 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple
 
 
 def _apply_override(raw: Any, item: str) -> Any:
+    """Apply one ``--set key.path=value``; a numeric part indexes a list
+    (``uncertainty.1.members=8``)."""
     if "=" not in item:
         raise ProtocolError(f"--set expects key.path=value, got {item!r}")
     key, value = item.split("=", 1)
     parts = key.strip().split(".")
     if not all(parts) or not isinstance(raw, dict):
         raise ProtocolError(f"--set: invalid key path {key!r}")
-    node = raw
-    for part in parts[:-1]:
-        nxt = node.get(part)
-        if nxt is None:
-            nxt = node[part] = {}
-        if not isinstance(nxt, dict):
-            raise ProtocolError(f"--set: {key!r} goes through {part!r}, which is not a mapping")
-        node = nxt
-    node[parts[-1]] = load_yaml(value, source=f"--set {key}")
+    node: Any = raw
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ProtocolError(
+                    f"--set: {key!r}: {part!r} must index the list of {len(node)} items there"
+                )
+            if last:
+                node[int(part)] = load_yaml(value, source=f"--set {key}")
+            else:
+                node = node[int(part)]
+            continue
+        if not isinstance(node, dict):
+            raise ProtocolError(f"--set: {key!r} goes through {parts[i - 1]!r}, which is not a mapping")
+        if last:
+            node[part] = load_yaml(value, source=f"--set {key}")
+        else:
+            if node.get(part) is None:
+                node[part] = {}
+            node = node[part]
     return raw
