@@ -1,123 +1,165 @@
-"""report.html: self-contained, escaped, complete, and tolerant of missing or unknown sections."""
+"""report.html: self-contained, escaped, complete, in order, and tolerant of missing sections."""
 
 from __future__ import annotations
 
-import base64
-from html.parser import HTMLParser
-
 import numpy as np
 import pytest
-from _report_data import make_arrays, make_manifest, make_results, make_summary
+from _page import PNG_MAGIC, Page, rows_by_first_cell
+from _report_data import (
+    CLAIMS,
+    LIMITATIONS,
+    make_arrays,
+    make_classification_results,
+    make_legacy_results,
+    make_manifest,
+    make_results,
+    make_summary,
+)
 
 from trustml.exceptions import DataError
 from trustml.report import RunResults, rebuild_report, render_html
+from trustml.report.html import MAX_DIAGNOSTIC_ROWS, SECTIONS, format_number
+from trustml.report.reforms import ITEMS
 
-PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
-
-
-class _Page(HTMLParser):
-    """Collect tags, attributes, section ids and visible text of a page."""
-
-    def __init__(self, text: str) -> None:
-        super().__init__(convert_charrefs=True)
-        self.tags: list[tuple[str, dict[str, str | None]]] = []
-        self.text: list[str] = []
-        self.feed(text)
-        self.close()
-
-    def handle_starttag(self, tag, attrs):
-        self.tags.append((tag, dict(attrs)))
-
-    def handle_data(self, data):
-        self.text.append(data)
-
-    def attr_values(self, tag: str, attr: str) -> list[str]:
-        return [a[attr] or "" for t, a in self.tags if t == tag and attr in a]
-
-    @property
-    def section_ids(self) -> list[str]:
-        return [a.get("id") or "" for t, a in self.tags if t == "section"]
-
-    @property
-    def visible_text(self) -> str:
-        return " ".join(" ".join(self.text).split())
+ALL_SECTIONS = [
+    "verdict", "data", "model", "performance", "calibration", "uncertainty", "attribution",
+    "bayes", "reproducibility", "checklist",
+]  # fmt: skip
 
 
-def _images(page: _Page) -> list[bytes]:
-    srcs = page.attr_values("img", "src")
-    assert all(s.startswith("data:image/png;base64,") for s in srcs)
-    return [base64.b64decode(s.split(",", 1)[1]) for s in srcs]
+@pytest.fixture(scope="module")
+def full() -> Page:
+    return Page(render_html(make_results(), outdir="reports/synthetic"))
+
+
+@pytest.fixture(scope="module")
+def clf() -> Page:
+    return Page(render_html(make_classification_results()))
+
+
+# --- the page as a whole ---------------------------------------------------------------------
 
 
 def test_report_is_self_contained(quickstart_html):
-    page = _Page(quickstart_html)
+    page = Page(quickstart_html)
     srcs = page.attr_values("img", "src")
     assert srcs and all(s.startswith("data:") for s in srcs)
     for tag, attrs in page.tags:
         for name in ("src", "href", "action", "data", "poster"):
             value = (attrs.get(name) or "").strip().lower()
             assert not value.startswith(("http://", "https://", "//")), (tag, name, value)
-        assert not (tag == "script" and "src" in attrs), attrs
+        assert tag != "script", attrs
         rel = (attrs.get("rel") or "").lower()
         assert not (tag == "link" and "stylesheet" in rel), attrs
     assert "@import" not in quickstart_html
     assert "url(" not in quickstart_html
 
 
+def test_internal_links_point_at_ids_on_the_page(full):
+    ids = {a.get("id") for _, a in full.tags if a.get("id")}
+    hrefs = [h for h in full.attr_values("a", "href") if h.startswith("#")]
+    assert hrefs
+    assert {h[1:] for h in hrefs} <= ids
+
+
 def test_quickstart_report_is_under_5_mb(quickstart_html):
     assert len(quickstart_html.encode("utf-8")) < 5 * 1024 * 1024
 
 
-def test_every_figure_is_a_png(quickstart_html):
-    images = _images(_Page(quickstart_html))
-    # training curves + coverage curve + predicted-vs-true + 16 attribution examples
-    assert len(images) == 3 + 16
-    assert all(img.startswith(PNG_MAGIC) for img in images)
+def test_largest_supported_report_is_under_5_mb():
+    """Every section, 16 examples of 3 channels, 8 members, two attribution methods."""
+    res = make_results(n_examples=16, members=8, channels=3, n_test=2000)
+    assert len(render_html(res).encode("utf-8")) < 5 * 1024 * 1024
 
 
-def test_sections_appear_in_order(quickstart_html):
-    assert _Page(quickstart_html).section_ids == [
-        "verdict", "data", "model", "performance", "calibration", "attribution", "reproduce",
+def test_sections_appear_in_order(full):
+    assert full.section_ids == ALL_SECTIONS
+    assert full.nav_targets == ALL_SECTIONS
+    assert [sid for sid, _ in SECTIONS][: len(ALL_SECTIONS)] == ALL_SECTIONS
+
+
+def test_every_figure_is_an_embedded_png_in_its_section(full):
+    expected = {
+        "model": ["Training loss curves"],
+        "calibration": [
+            "Coverage against nominal level",
+            "PIT histograms",
+            "Predicted against true values",
+        ],  # fmt: skip
+        "uncertainty": [
+            "Aleatoric against epistemic uncertainty",
+            "Spread-skill plot",
+            "Uncertainty under distribution shift",
+        ],  # fmt: skip
+        "attribution": [
+            "integrated_gradients: check curves",
+            "integrated_gradients: examples: input and attribution",
+            "saliency: examples: input and attribution",
+        ],  # fmt: skip
+    }
+    for sid in ALL_SECTIONS:
+        assert full.alts(sid) == expected.get(sid, []), sid
+        assert all(png.startswith(PNG_MAGIC) for png in full.pngs(sid))
+
+
+def test_legacy_results_render_their_sections():
+    page = Page(render_html(make_legacy_results()))
+    assert page.section_ids == [s for s in ALL_SECTIONS if s != "bayes"]
+    assert "Training loss curves" in page.alts("model")
+    assert page.alts("calibration") == [
+        "Coverage against nominal level", "Predicted against true values",
     ]  # fmt: skip
+    assert page.alts("uncertainty") == ["Spread-skill plot"]
+    # The old single-attribution layout: maps under attribution/maps, the method at top level.
+    assert page.alts("attribution") == ["integrated_gradients: examples: input and attribution"]
+    assert all(png.startswith(PNG_MAGIC) for png in page.pngs())
 
 
-def test_report_states_verdict_metrics_and_criteria(quickstart_html):
-    text = _Page(quickstart_html).visible_text
-    assert "PASS" in text
-    summary = make_summary()
-    for name, metric in summary["metrics"].items():
-        assert name in text
-        assert f"{metric['value']:.4g}" in text
-        assert f"[{metric['ci'][0]:.4g}, {metric['ci'][1]:.4g}]" in text
-    for metric in summary["baseline_metrics"].values():
-        assert f"{metric['value']:.4g}" in text
-    assert "\u2265 0.85" in text and "\u2264 1" in text
-    for check in summary["attribution"]["checks"]:
-        assert check in text
+def test_classification_report(clf):
+    assert clf.section_ids == [s for s in ALL_SECTIONS if s != "attribution"]
+    assert clf.alts("calibration") == ["Reliability diagram"]
+    assert clf.alts("uncertainty") == [
+        "Entropy of right and wrong predictions", "Uncertainty under distribution shift",
+    ]  # fmt: skip
+    assert "PIT" not in clf.section("calibration")
+    counts = clf.table_with("data", "zero")
+    assert [c.text for c in counts[0]] == ["split", "zero", "one", "two"]
+    test_row = rows_by_first_cell(counts)["test"]
+    assert [c.text for c in test_row[1:]] == ["80 33.3%", "82 34.2%", "78 32.5%"]
 
 
-def test_report_states_data_model_and_provenance(quickstart_html):
-    text = _Page(quickstart_html).visible_text
-    summary, manifest = make_summary(), make_manifest()
-    assert summary["data"]["fingerprint"] in text
-    assert "omega_m, sigma_8" in text
-    assert "1 \u00d7 32 \u00d7 32" in text
-    assert "23,456" in text
-    assert "trustml verify reports/quickstart" in text
-    assert manifest["protocol_sha256"] in text
-    assert "trustml evaluate protocol.yaml" in text
-    assert "builtin: cosmology2d" in text
+# --- 1. verdict ------------------------------------------------------------------------------
+
+
+def test_verdict_lists_each_criterion_with_method_value_ci_and_result(full):
+    assert "PASS: every acceptance criterion holds" in full.section("verdict")
+    rows = full.table_with("verdict", "criterion")
+    assert [c.text for c in rows[0]] == [
+        "metric",
+        "method",
+        "value",
+        "95% CI",
+        "criterion",
+        "result",
+    ]
+    body = [[c.text for c in r] for r in rows[1:]]
+    assert body == [
+        ["coverage", "deep_ensemble", "0.9012", "[0.87, 0.93]", "\u2265 0.85", "pass"],
+        ["nll", "deep_ensemble", "-0.5678", "[-0.6128, -0.5228]", "\u2264 1", "pass"],
+        # The CI of a criterion naming a method comes from that method's metrics.
+        ["rmse", "mc_dropout", "0.1456", "[0.1326, 0.1586]", "\u2264 0.2", "pass"],
+    ]
 
 
 def test_failing_run_shows_fail_banner_and_failing_criterion():
     res = make_results(n_examples=1)
     res.summary = make_summary(verdict="fail")
-    page = _Page(render_html(res))
-    text = page.visible_text
+    page = Page(render_html(res))
+    text = page.section("verdict")
     assert "FAIL: at least one acceptance criterion does not hold" in text
-    assert "PASS" not in text
-    assert "disagrees" not in text
-    assert any("banner fail" in (a.get("class") or "") for _, a in page.tags)
+    assert "PASS" not in text and "disagrees" not in text
+    nll = rows_by_first_cell(page.table_with("verdict", "criterion"))["nll"]
+    assert nll[-1].text == "FAIL" and "fail-cell" in nll[-1].classes
 
 
 def test_verdict_contradicting_criteria_is_flagged():
@@ -129,12 +171,226 @@ def test_verdict_contradicting_criteria_is_flagged():
 def test_acceptance_ci_comes_from_the_criterion_when_given():
     summary = make_summary()
     summary["acceptance"][0]["ci"] = [0.8123, 0.9456]
-    page_html = render_html(RunResults(summary=summary))
-    verdict = _Page(page_html.split('<section id="data"')[0]).visible_text
-    assert "[0.8123, 0.9456]" in verdict  # the criterion's own interval
-    assert "[0.87, 0.93]" not in verdict
-    assert "[-0.61, -0.52]" in verdict  # the nll criterion falls back to metrics.nll.ci
+    rows = rows_by_first_cell(Page(render_html(RunResults(summary=summary))).table_with(
+        "verdict", "criterion"))  # fmt: skip
+    assert rows["coverage"][3].text == "[0.8123, 0.9456]"
 
+
+# --- 2. data ---------------------------------------------------------------------------------
+
+
+def test_data_section_reports_splits_duplicates_groups_and_target_statistics(full):
+    text = full.section("data")
+    assert "ab" * 32 in text
+    assert "omega_m, sigma_8" in text and "1 \u00d7 32 \u00d7 32" in text
+    assert "yes: no group has samples in two splits" in text
+    dup = rows_by_first_cell(full.table_with("data", "duplicates"))
+    assert {k: v[1].text for k, v in dup.items()} == {
+        "train \u2194 test": "0", "train \u2194 calibration": "1", "calibration \u2194 test": "0",
+    }  # fmt: skip
+    assert "fail-cell" in dup["train \u2194 calibration"][1].classes
+    assert "fail-cell" not in dup["train \u2194 test"][1].classes
+    assert "may be optimistic" not in text  # no test sample is duplicated
+    stats = full.table_with("data", "target")
+    assert [c.text for c in stats[0]] == ["split", "target", "mean", "std", "min", "max"]
+    assert [c.text for c in stats[5]] == ["test", "omega_m", "0.32", "0.05", "0.1", "0.5"]
+
+
+def test_duplicates_shared_with_the_test_split_raise_a_warning(clf):
+    assert "the test scores may be optimistic" in clf.section("data")
+    assert "no groups given" in clf.section("data")
+
+
+def test_groups_that_are_not_disjoint_are_flagged():
+    summary = make_summary()
+    summary["data"]["groups_disjoint"] = False
+    page = Page(render_html(RunResults(summary=summary)))
+    assert "NO: some group has samples in more than one split" in page.section("data")
+
+
+# --- 3. model and 4. performance -------------------------------------------------------------
+
+
+def test_model_section_compares_method_settings(full):
+    text = full.section("model")
+    assert "23,456" in text and "Conv2d(16, 32)" in text
+    settings = full.table_with("model", "setting")
+    assert [c.text for c in settings[0]] == ["setting", "deep_ensemble", "mc_dropout", "bayes_nuts"]
+    rows = rows_by_first_cell(settings)
+    assert [c.text for c in rows["members"][1:]] == ["3", "\u2014", "\u2014"]
+    assert [c.text for c in rows["train.epochs"][1:]] == ["20", "20", "\u2014"]
+    assert [c.text for c in rows["chains"][1:]] == ["\u2014", "\u2014", "2"]
+
+
+def test_one_performance_table_compares_every_method_and_reference(full):
+    tables = full.tables_in("performance")
+    assert len(tables) == 1
+    rows = tables[0]
+    assert [c.text for c in rows[0]] == ["predictor", "rmse \u2193", "nll \u2193", "coverage"]
+    labels = [r[0].text.split(" ")[0] for r in rows[1:]]
+    assert labels == ["deep_ensemble", "mc_dropout", "bayes_nuts", "climatology", "persistence"]
+    summary = make_summary()
+    predictors = {**summary["methods"], **summary["reference"]}
+    for row, label in zip(rows[1:], labels, strict=True):
+        for cell, name in zip(row[1:], ["rmse", "nll", "coverage"], strict=True):
+            metric = predictors[label]["metrics"].get(name)
+            if metric is None:
+                assert cell.text == "\u2014"
+            else:
+                lo, hi = metric["ci"]
+                value = format_number(metric["value"])
+                assert cell.text == f"{value} [{format_number(lo)}, {format_number(hi)}]"
+    # The best rmse (lowest) is marked, in the primary row; coverage has no direction.
+    best = [(i, j) for i, r in enumerate(rows[1:]) for j, c in enumerate(r) if "best" in c.classes]
+    assert best == [(0, 1), (0, 2)]
+    assert (
+        "(reference)" in rows[4][0].text
+        and "training mean and standard deviation" in rows[4][0].text
+    )
+
+
+def test_best_value_follows_the_metric_direction():
+    summary = make_summary()
+    summary["methods"]["mc_dropout"]["metrics"]["rmse"]["value"] = 0.01
+    page = Page(render_html(RunResults(summary=summary)))
+    rows = page.tables_in("performance")[0]
+    assert "best" in rows[2][1].classes and "best" not in rows[1][1].classes
+
+
+def test_legacy_baseline_is_the_reference_row():
+    page = Page(render_html(make_legacy_results()))
+    rows = page.tables_in("performance")[0]
+    assert [r[0].text.split(" ")[0] for r in rows[1:]] == ["deep_ensemble", "baseline"]
+
+
+# --- 5. calibration and 6. uncertainty -------------------------------------------------------
+
+
+def test_calibration_settings_per_method(full):
+    rows = rows_by_first_cell(full.table_with("calibration", "calibration"))
+    assert [c.text for c in rows["quantile"][1:]] == ["1.64", "1.92", "1.21"]
+    assert [c.text for c in rows["method"][1:]] == ["conformal"] * 3
+
+
+def test_pit_values_outside_the_unit_interval_are_a_data_error():
+    arrays = make_arrays(n_examples=1)
+    arrays["methods/mc_dropout/test/pit"] = arrays["test/pit"] + 1.5
+    with pytest.raises(DataError, match="mc_dropout: PIT after calibration"):
+        render_html(RunResults(summary=make_summary(), arrays=arrays))
+
+
+def test_uncertainty_section_numbers_come_from_the_arrays(full):
+    arrays = make_arrays()
+    rows = rows_by_first_cell(full.table_with("uncertainty", "epistemic share"))
+    for j, name in enumerate(["omega_m", "sigma_8"]):
+        al = float(np.mean(arrays["test/aleatoric_var"][:, j], dtype=np.float64))
+        ep = float(np.mean(arrays["test/epistemic_var"][:, j], dtype=np.float64))
+        cells = [c.text for c in rows[name][1:]]
+        assert cells == [format_number(al), format_number(ep), f"{100 * ep / (al + ep):.1f}%"]
+
+
+def test_distribution_shift_table(full):
+    rows = rows_by_first_cell(full.table_with("uncertainty", "test set"))
+    assert list(rows) == ["test (in distribution)", "noise_0.5"]
+    shifted = [c.text for c in rows["noise_0.5"]]
+    assert shifted[:4] == ["noise_0.5", "300", "0.41", "0.0321"]
+    assert shifted[4] == "0.3456 [0.3156, 0.3756]"
+    in_dist = [c.text for c in rows["test (in distribution)"]]
+    assert in_dist[2] == format_number(float(np.mean(make_arrays()["test/std"], dtype=np.float64)))
+
+
+# --- 7. attribution and 8. Bayesian diagnostics ----------------------------------------------
+
+
+def test_attribution_lists_every_method_and_every_check(full):
+    text = full.section("attribution")
+    assert "integrated_gradients" in text and "saliency" in text
+    ig, saliency = full.tables_in("attribution")[1], full.tables_in("attribution")[3]
+    checks = rows_by_first_cell(ig)
+    assert list(checks) == [
+        "completeness", "randomization", "deletion", "insertion", "infidelity", "sensitivity",
+        "localization",
+    ]  # fmt: skip
+    assert [checks["deletion"][i].text for i in (1, 2, 3)] == ["0.27", "0", "pass"]
+    assert checks["localization"][1].text == "0.71"
+    assert "area_share = 0.25" in checks["localization"][4].text
+    assert checks["sensitivity"][3].text == "FAIL"
+    assert "fail-cell" in checks["sensitivity"][3].classes
+    assert list(rows_by_first_cell(saliency)) == ["localization"]
+
+
+def test_bayesian_diagnostics_flag_bad_convergence(full):
+    summary_rows = rows_by_first_cell(full.table_with("bayes", "max R-hat"))
+    nuts = summary_rows["bayes_nuts"]
+    assert [c.text for c in nuts[1:]] == ["1.116", "360", "2"]
+    assert all("fail-cell" in c.classes for c in nuts[1:])
+    detail = full.table_with("bayes", "quantity")
+    assert len(detail) - 1 == MAX_DIAGNOSTIC_ROWS
+    assert detail[1][0].text == "w[29]"  # worst R-hat first
+    assert "5 more quantities" in full.section("bayes")
+
+
+def test_converged_svi_has_no_flags_and_no_divergences(clf):
+    svi = rows_by_first_cell(clf.table_with("bayes", "max R-hat"))["svi (bayes_svi)"]
+    assert [c.text for c in svi[1:]] == ["1.004", "1800", "n/a"]
+    assert not any("fail-cell" in c.classes for c in svi)
+
+
+# --- 9. reproducibility and 10. checklist ----------------------------------------------------
+
+
+def test_reproducibility_section(full):
+    text = full.section("reproducibility")
+    manifest = make_manifest()
+    facts = {r[0].text: r[1].text for r in full.table_with("reproducibility", "protocol sha256")}
+    assert facts["protocol sha256"] == manifest["protocol_sha256"]
+    assert facts["data fingerprint (sha256)"] == manifest["data_fingerprint"]
+    assert facts["trustml version"] == "0.1.0"
+    assert facts["trustml git commit"] == manifest["git_commit"]
+    assert facts["seeds"] == "7" and facts["device"] == "cpu"
+    assert facts["MPI world size"] == "2" and facts["wall time"] == "42.5 s"
+    assert "trustml evaluate protocol.yaml" in text
+    assert "trustml verify reports/synthetic" in text and "trustml report reports/synthetic" in text
+    versions = rows_by_first_cell(full.table_with("reproducibility", "version"))
+    assert versions["numpy"][1].text == np.__version__
+    assert "builtin: cosmology2d" in text
+
+
+def test_checklist_covers_all_32_items(full):
+    rows = full.table_with("checklist", "status")[1:]
+    assert [r[0].text for r in rows] == [item.id for item in ITEMS]
+    assert len(rows) == 32
+    status = {r[0].text: r[3].text for r in rows}
+    assert set(status.values()) == {"auto", "author"}  # claims and limitations are given
+    for item in ("2a", "2b", "2c", "2d", "2e", "3d", "3e", "5a", "5f", "6b", "7a", "7b", "8a"):
+        assert status[item] == "auto", item
+    assert status["1a"] == "author" and status["8b"] == "author"
+    text = full.section("checklist")
+    assert CLAIMS in text and LIMITATIONS in text
+
+
+def test_checklist_marks_unanswered_items_missing_and_auto_only_when_covered():
+    summary = make_summary()
+    for key in ("claims", "limitations", "shifts"):
+        del summary[key]
+    del summary["data"]["duplicates"], summary["data"]["groups_disjoint"]
+    page = Page(render_html(RunResults(summary=summary)))
+    status = {r[0].text: r[3].text for r in page.table_with("checklist", "status")[1:]}
+    assert status["1a"] == "missing" and status["8b"] == "missing"
+    assert status["8a"] == "missing"  # no shift results: nothing covers external validity
+    assert status["6b"] == "missing"  # no duplicate or group check recorded
+    assert status["7b"] == "auto"
+
+
+def test_empty_results_render_verdict_reproducibility_and_checklist():
+    page = Page(render_html(RunResults(summary={})))
+    assert page.section_ids == ["verdict", "reproducibility", "checklist"]
+    assert "No verdict recorded" in page.visible_text
+    status = {r[3].text for r in page.table_with("checklist", "status")[1:]}
+    assert status == {"missing"}
+
+
+# --- robustness ------------------------------------------------------------------------------
 
 EVIL = '<script>alert("x")</script>'
 
@@ -144,12 +400,13 @@ def test_user_strings_are_escaped():
     summary["data"]["target_names"] = [EVIL, "b"]
     summary["model"]["summary"] = EVIL
     summary["attribution"]["checks"]["completeness"]["detail"] = EVIL
+    summary["methods"][EVIL] = {"method": EVIL, "metrics": {EVIL: {"value": 1.0}}}
+    summary["claims"] = EVIL
     summary[EVIL] = EVIL
     res = RunResults(summary=summary, manifest={"command": [EVIL]}, protocol_text=EVIL)
     page_html = render_html(res, outdir=EVIL)
     assert "<script" not in page_html.lower()
-    assert EVIL in _Page(page_html).visible_text  # shown as text, not run
-    assert not any(tag == "script" for tag, _ in _Page(page_html).tags)
+    assert EVIL in Page(page_html).visible_text  # shown as text, not run
 
 
 def test_rebuilt_report_equals_the_original(tmp_path):
@@ -160,87 +417,89 @@ def test_rebuilt_report_equals_the_original(tmp_path):
     assert (out / "report.html").read_bytes() == original
 
 
-def test_empty_results_render_verdict_and_reproduce_only():
-    page = _Page(render_html(RunResults(summary={})))
-    assert page.section_ids == ["verdict", "reproduce"]
-    assert "No verdict recorded" in page.visible_text
-
-
-@pytest.mark.parametrize(
-    "missing",
-    [
-        "metrics", "baseline_metrics", "acceptance", "data", "model", "uncertainty",
-        "calibration", "coverage_curve", "attribution", "verdict", "seed", "task", "name",
-    ],
-)  # fmt: skip
-def test_missing_optional_summary_key_renders(missing):
+@pytest.mark.parametrize("missing", sorted(make_summary()))
+def test_missing_summary_key_renders(missing):
     summary = make_summary()
     del summary[missing]
-    page = _Page(render_html(RunResults(summary=summary)))
-    assert page.section_ids[0] == "verdict" and page.section_ids[-1] == "reproduce"
+    page = Page(render_html(RunResults(summary=summary)))
+    assert page.section_ids[0] == "verdict"
+    assert page.section_ids[-2:] == ["reproducibility", "checklist"]
 
 
 @pytest.mark.parametrize(
-    "missing", ["test/lower", "test/upper", "test/std", "attribution/target_index"]
-)
+    "path",
+    [
+        ("data", "duplicates"), ("data", "target_stats"), ("data", "groups_disjoint"),
+        ("methods", "mc_dropout", "history"), ("methods", "deep_ensemble", "metrics"),
+        ("methods", "bayes_nuts", "diagnostics"), ("attribution", "methods"),
+        ("attribution", "checks"), ("shifts", "noise_0.5", "metrics"),
+    ],
+)  # fmt: skip
+def test_missing_nested_key_renders(path):
+    summary = make_summary()
+    node = summary
+    for key in path[:-1]:
+        node = node[key]
+    del node[path[-1]]
+    page = Page(render_html(RunResults(summary=summary)))
+    assert page.section_ids[-2:] == ["reproducibility", "checklist"]
+
+
+@pytest.mark.parametrize(
+    "missing", ["test/lower", "test/std", "test/pit", "test/pit_raw", "test/aleatoric_var",
+                "attribution/target_index", "attribution/saliency/maps", "shifts/noise_0.5/std"]
+)  # fmt: skip
 def test_missing_optional_array_renders(missing):
     arrays = make_arrays(n_examples=1)
     del arrays[missing]
-    page = _Page(render_html(RunResults(summary=make_summary(), arrays=arrays)))
-    assert len(_images(page)) == 4
-
-
-def test_baseline_column_only_when_present():
-    summary = make_summary()
-    assert "baseline 95% CI" in render_html(RunResults(summary=summary))
-    del summary["baseline_metrics"]
-    assert "baseline 95% CI" not in render_html(RunResults(summary=summary))
+    page = Page(render_html(RunResults(summary=make_summary(), arrays=arrays)))
+    assert all(png.startswith(PNG_MAGIC) for png in page.pngs())
 
 
 def test_unknown_and_malformed_keys_do_not_break_rendering():
     summary = make_summary()
     summary["future_section"] = {"ood_auroc": 0.97}
     summary["metrics"]["odd"] = {"value": "n/a", "ci": None}
-    summary["uncertainty"]["history"]["loss"] = [[1.0, 0.5], [2.0, 1.0, 0.4]]  # ragged members
+    summary["methods"]["mc_dropout"]["history"]["loss"] = [[1.0, 0.5], [2.0, 1.0, 0.4]]
+    summary["methods"]["broken"] = "not a dict"
+    summary["attribution"]["methods"]["saliency"]["checks"]["odd"] = [1, 2]
     summary["acceptance"].append("not a dict")
     summary["data"]["splits"]["extra"] = None
-    text = _Page(render_html(RunResults(summary=summary))).visible_text
+    summary["data"]["target_stats"]["test"] = "garbage"
+    summary["shifts"]["bad"] = None
+    page = Page(render_html(RunResults(summary=summary)))
+    assert page.section_ids[-1] == "other"
+    text = page.section("other")
     assert "future_section" in text and "0.97" in text
-    assert "odd" in text and "n/a" in text
-
-
-def test_classification_arrays_give_a_reliability_diagram():
-    rng = np.random.default_rng(0)
-    logits = rng.normal(size=(200, 3))
-    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
-    arrays = {"test/probs": probs, "test/labels": rng.integers(0, 3, size=200)}
-    summary = {"name": "clf", "task": "classification", "verdict": "pass"}
-    page = _Page(render_html(RunResults(summary=summary, arrays=arrays)))
-    assert len(_images(page)) == 1
-    assert "Reliability" in page.visible_text or "confidence" in page.visible_text
+    assert "n/a" in page.section("performance")
 
 
 @pytest.mark.parametrize(
-    ("spatial", "channels", "slice_note"),
+    ("spatial", "channels", "grid", "slice_note"),
     [
-        ((), 12, None),  # tabular features
-        ((64,), 2, None),  # 1D sequences
-        ((16, 16), 1, None),  # 2D images
-        ((6, 16, 16), 2, "central slice: z = 3 of 6"),  # 3D volumes
-        ((5, 4, 8, 8), 1, "central slice: t = 2 of 5, z = 2 of 4"),  # 4D time series of volumes
+        ((), 12, False, None),  # tabular features
+        ((64,), 2, False, None),  # 1D sequences
+        ((16, 16), 1, True, None),  # 2D images
+        ((6, 16, 16), 2, True, "Central slice: z = 3 of 6"),  # 3D volumes
+        ((5, 4, 8, 8), 1, True, "Central slice: t = 2 of 5, z = 2 of 4"),  # 4D
     ],
 )
 @pytest.mark.parametrize("members", [1, 3])
-def test_attribution_of_any_dimension_renders(spatial, channels, slice_note, members):
-    arrays = make_arrays(spatial=spatial, n_examples=2, members=members, channels=channels)
+def test_attribution_of_any_dimension_renders(spatial, channels, grid, slice_note, members):
+    arrays = make_arrays(spatial=spatial, n_examples=2, members=members, channels=channels,
+                         attribution_methods=("integrated_gradients",))  # fmt: skip
     arrays = {k: v for k, v in arrays.items() if k.startswith("attribution/")}
-    summary = {k: v for k, v in make_summary().items() if k in ("data", "attribution")}
-    page = _Page(render_html(RunResults(summary=summary, arrays=arrays)))
-    images = _images(page)
-    assert len(images) == 2 and all(img.startswith(PNG_MAGIC) for img in images)
-    text = page.visible_text
+    summary = make_summary()
+    summary = {"data": summary["data"], "attribution": summary["attribution"]}
+    del summary["attribution"]["methods"]
+    page = Page(render_html(RunResults(summary=summary, arrays=arrays)))
+    images = page.pngs("attribution")
+    assert len(images) == (1 if grid else 2) + 1  # + the check curves
+    assert all(img.startswith(PNG_MAGIC) for img in images)
+    text = page.section("attribution")
     assert "Example 1, target omega_m (index 0)" in text
-    assert ("standard deviation over the 3 members" in text) == (members > 1)
+    if grid:
+        assert ("standard deviation over them" in text) == (members > 1)
     if slice_note:
         assert slice_note in text
 
@@ -249,21 +508,23 @@ def test_more_examples_than_shown_are_counted(monkeypatch):
     import trustml.report.html as report_html
 
     monkeypatch.setattr(report_html, "MAX_EXAMPLES", 2)
-    arrays = make_arrays(n_test=10, spatial=(8,), n_examples=5)
-    page = _Page(render_html(RunResults(summary={}, arrays=arrays)))
-    assert "2 of 5 examples shown" in page.visible_text
-    assert len(_images(page)) == 1 + 2  # predicted-vs-true + 2 examples
+    arrays = make_arrays(n_test=10, spatial=(8,), n_examples=5, attribution_methods=("ig",))
+    page = Page(render_html(RunResults(summary={}, arrays=arrays)))
+    assert "2 of 5 examples shown; all are in arrays.h5 (attribution/maps)" in page.visible_text
+    assert len(page.pngs("attribution")) == 2
 
 
 @pytest.mark.parametrize(
     ("key", "bad", "match"),
     [
-        ("attribution/maps", np.zeros((3, 4, 1, 8, 9)), r"attribution/maps'\] has shape"),
+        ("attribution/integrated_gradients/maps", np.zeros((3, 4, 1, 8, 9)),
+         r"attribution/integrated_gradients/maps'\] has shape"),
         ("attribution/inputs", np.zeros(4), r"attribution/inputs'\] has shape"),
         ("test/mean", np.zeros((7, 2)), r"test/mean'\] has shape \(7, 2\)"),
         ("test/lower", np.zeros((300, 3)), r"test/lower'\] has shape"),
+        ("methods/mc_dropout/test/std", np.zeros((300, 3)), r"mc_dropout: std'\] has shape"),
     ],
-)
+)  # fmt: skip
 def test_inconsistent_arrays_raise_a_data_error_naming_them(key, bad, match):
     arrays = make_arrays(spatial=(8, 8))
     arrays[key] = bad

@@ -11,6 +11,7 @@ from trustml.report.results import (
     RunResults,
     json_bytes,
     rebuild_report,
+    results_schema,
     write_report,
 )
 
@@ -21,5 +22,6 @@ __all__ = [
     "json_bytes",
     "rebuild_report",
     "render_html",
+    "results_schema",
     "write_report",
 ]

@@ -36,12 +36,15 @@ __all__ = [
     "RunResults",
     "json_bytes",
     "rebuild_report",
+    "results_schema",
     "write_report",
 ]
 
 FORMAT_VERSION = 1
 """Version of the results-directory layout, stored as an attribute of ``arrays.h5``."""
 
+SCHEMA_FILE = "results.schema.json"
+"""The JSON Schema of ``results.json``, shipped inside ``trustml.report``."""
 RESULT_FILES = ("results.json", "manifest.json", "arrays.h5", "protocol.yaml", "report.html")
 _REQUIRED = RESULT_FILES[:4]  # report.html can always be rebuilt from the other four
 _FORMAT_ATTR = "trustml_results_format"
@@ -163,6 +166,26 @@ def rebuild_report(outdir: str | Path) -> Path:
     path = Path(outdir) / "report.html"
     atomic_write_text(path, _html.render_html(results, outdir=str(outdir)))
     return path.resolve()
+
+
+def results_schema() -> dict[str, Any]:
+    """The JSON Schema (draft 2020-12) that documents ``results.json``.
+
+    Returns
+    -------
+    dict
+        A fresh copy of the schema shipped with the package
+        (``trustml/report/results.schema.json``); validate with any draft 2020-12 validator.
+
+    Examples
+    --------
+    >>> import jsonschema  # doctest: +SKIP
+    >>> jsonschema.validate(RunResults.load("reports/demo").summary, results_schema())  # doctest: +SKIP
+    """
+    from importlib import resources
+
+    text = resources.files("trustml.report").joinpath(SCHEMA_FILE).read_text(encoding="utf-8")
+    return json.loads(text)
 
 
 def json_bytes(obj: Mapping[str, Any], *, name: str = "summary") -> bytes:
