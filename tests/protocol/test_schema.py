@@ -1,4 +1,5 @@
 import copy
+import json
 
 import pytest
 import yaml
@@ -148,3 +149,75 @@ def test_starter_and_quickstart_protocols_validate():
     assert isinstance(parse_protocol(yaml.safe_load(starter_protocol())), Protocol)
     p, _ = load_protocol("protocols/quickstart.yaml")
     assert p.primary.method == "deep_ensemble" and p.calibration.method == "conformal"
+
+
+def test_the_shipped_json_schema_is_current_and_accepts_the_shipped_protocols():
+    jsonschema = pytest.importorskip("jsonschema")
+    from pathlib import Path
+
+    from trustml.protocol.schema import build_json_schema, protocol_schema
+
+    shipped = protocol_schema()
+    assert shipped == json.loads(json.dumps(build_json_schema())), (
+        "regenerate: python -m trustml.protocol.schema > trustml/protocol/protocol.schema.json"
+    )
+    jsonschema.Draft202012Validator.check_schema(shipped)
+    validator = jsonschema.Draft202012Validator(shipped)
+    root = Path(__file__).resolve().parents[2]
+    texts = [starter_protocol()] + [f.read_text() for f in sorted((root / "protocols").glob("*.yaml"))]
+    for text in texts:
+        raw = yaml.safe_load(text)
+        assert not list(validator.iter_errors(raw))
+        parse_protocol(raw)  # and trustml agrees
+    # A typo'd key and an out-of-range value fail the JSON Schema too.
+    bad = with_("uncertainty.membres", 3)
+    assert any("membres" in e.message for e in validator.iter_errors(bad))
+    assert list(validator.iter_errors(with_("uncertainty.members", 1)))
+    # Both spellings of the uncertainty key: one mapping, or a list.
+    listed = copy.deepcopy(BASE)
+    listed["uncertainty"] = [{"method": "deep_ensemble"}, {"method": "mc_dropout", "samples": 10}]
+    assert not list(validator.iter_errors(listed))
+
+
+@pytest.mark.parametrize(
+    ("uncertainty", "expected"),
+    [
+        ({"method": "mc_dropout", "members": 3}, "uncertainty.members: does not apply to method 'mc_dropout'"),
+        ({"method": "deep_ensemble", "chains": 2}, "uncertainty.chains: does not apply"),
+        ({"method": "bayes_nuts", "train": {"epochs": 3}}, "uncertainty.train: does not apply"),
+        ([{}, {"members": 1}], "uncertainty[1].members: must be >= 2, got 1"),
+        ([{}, {"method": "bayes_svi", "guid": "lowrank"}], "uncertainty[1].guid: unknown key; did you mean 'guide'?"),
+        ([{}, {}], "uncertainty[1].label: two methods are labelled 'deep_ensemble'"),
+        ([], "uncertainty: list should have at least 1 item"),
+        ({"method": "bayes_svi", "guide": "full"}, "uncertainty.guide: must be one of 'normal' or 'lowrank', got 'full'"),
+    ],
+)
+def test_uncertainty_method_errors_name_the_key(uncertainty, expected):
+    raw = copy.deepcopy(BASE)
+    raw["uncertainty"] = uncertainty
+    assert error_of(raw).startswith(expected)
+
+
+def test_acceptance_and_attribution_cross_checks():
+    raw = copy.deepcopy(BASE)
+    raw["acceptance"] = {"rmse@mc": {"max": 1.0}}
+    assert error_of(raw).startswith("acceptance.rmse@mc: no uncertainty method is labelled 'mc'")
+    raw["uncertainty"] = [{}, {"method": "mc_dropout", "label": "mc"}]
+    assert parse_protocol(raw).methods[1].name == "mc"
+    raw = with_("attribution", {"methods": ["saliency"], "checks": ["completeness"]})
+    assert error_of(raw).startswith("attribution.checks: 'completeness' checks integrated gradients")
+    raw = with_("attribution", {"methods": ["saliency", "saliency"]})
+    assert error_of(raw).startswith("attribution.methods: an item is listed more than once")
+    raw = with_("data.split", {"gap": 3})
+    assert error_of(raw).startswith("data.split.gap: applies to order: temporal only")
+
+
+def test_set_overrides_reach_into_a_list_of_methods(tmp_path):
+    raw = copy.deepcopy(BASE)
+    raw["uncertainty"] = [{"members": 3}, {"method": "mc_dropout"}]
+    f = tmp_path / "p.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    p, _ = load_protocol(f, ["uncertainty.0.members=4", "uncertainty.1.samples=12"])
+    assert (p.methods[0].members, p.methods[1].samples) == (4, 12)
+    with pytest.raises(ProtocolError, match="must index the list of 2 items"):
+        load_protocol(f, ["uncertainty.5.members=4"])

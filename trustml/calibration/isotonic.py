@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from sklearn.isotonic import IsotonicRegression
 
 from trustml.calibration._base import Calibrator
 from trustml.uq.predictive import CalibrationMap, Predictive
@@ -90,6 +89,8 @@ class IsotonicRecalibration(Calibrator):
         for d in range(pit.shape[1]):
             p = pit[:, d]
             ecdf = np.searchsorted(np.sort(p), p, side="right") / n
+            from sklearn.isotonic import IsotonicRegression  # ~1 s to import: only here
+
             iso = IsotonicRegression(y_min=0.0, y_max=1.0, increasing=True, out_of_bounds="clip")
             iso.fit(p, ecdf)
             xs, ls = iso.X_thresholds_, iso.y_thresholds_
