@@ -89,3 +89,34 @@ def test_invalid_protocol_under_mpi_exits_2_with_one_line(mpirun, tmp_path):
     errors = [line for line in out.stderr.splitlines() if line.startswith("trustml: error")]
     assert len(errors) == 1 and "uncertanity" in errors[0]
     assert not (tmp_path / "x").exists()
+
+
+def test_every_uncertainty_method_gives_the_same_numbers_on_two_ranks(mpirun, tmp_path):
+    # Single-network methods are fitted alike on every rank; their predictions and the
+    # attributions are sharded. Two attribution methods and a model-based check too.
+    raw = dict(
+        PROTOCOL,
+        data={"builtin": "cosmology2d", "options": {"n": 240, "size": 8}},
+        model={"builtin": "cnn", "options": {"channels": [4], "hidden": 16, "dropout": 0.1}},
+        uncertainty=[
+            {"method": "deep_ensemble", "members": 3, "train": {"epochs": 2, "batch_size": 32}},
+            {"method": "mc_dropout", "samples": 8, "train": {"epochs": 2, "batch_size": 32}},
+            {"method": "bayes_svi", "samples": 8, "bayesian_layers": ["head"], "train": {"epochs": 2}},
+        ],
+        attribution={
+            "methods": ["integrated_gradients", "saliency"],
+            "n_examples": 5,
+            "n_steps": 8,
+            "checks": ["completeness", "deletion"],
+        },
+    )
+    f = tmp_path / "methods.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    one = serial(["evaluate", str(f), "--out", "m1", "--quiet"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(f), "--out", "m2", "--quiet", cwd=tmp_path, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = results(tmp_path / "m1"), results(tmp_path / "m2")
+    order = sorted(a["methods"], key=lambda label: a["methods"][label]["index"])
+    assert order == ["deep_ensemble", "mc_dropout", "bayes_svi"]
+    assert a == b

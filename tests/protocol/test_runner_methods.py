@@ -66,6 +66,7 @@ def test_every_method_is_scored_on_the_same_test_split(compared):
         lo, hi = part["metrics"]["rmse"]["ci"]
         assert lo <= part["metrics"]["rmse"]["value"] <= hi
     assert [p["primary"] for p in s["methods"].values()] == [True, False, False, False]
+    assert [p["index"] for p in s["methods"].values()] == [0, 1, 2, 3]
     assert s["methods"]["big_ensemble"]["settings"]["members"] == 3
     assert len(s["methods"]["big_ensemble"]["history"]["loss"]) == 3  # one curve per member
     assert len(s["methods"]["mc_dropout"]["history"]["loss"]) == TRAIN["epochs"]

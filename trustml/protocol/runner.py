@@ -478,6 +478,7 @@ def _score(
             protocol, spec, pred_cal, pred_test, y_cal, y_test, prefix
         )
         part["primary"] = i == 0
+        part["index"] = i  # results.json sorts keys: this keeps the protocol's order
         part["history"] = _methods.history(fitted[spec.name])
         diag = _methods.diagnostics(fitted[spec.name], ds.read(splits["test"][:4])[0])
         if diag is not None:
