@@ -226,3 +226,18 @@ def test_every_attribution_method_and_check_is_reported():
         assert 0.0 <= part["mean_sign_agreement"] <= 1.0
     # Saliency is |gradient|: non-negative everywhere.
     assert np.all(a["attribution/saliency/maps"] >= 0)
+
+
+def test_a_bayesian_run_writes_its_posterior_for_arviz(tmp_path):
+    import arviz as az
+
+    raw = copy.deepcopy(BASE)
+    raw["uncertainty"] = [BASE["uncertainty"], {"method": "bayes_svi", "samples": 6, "bayesian_layers": ["head"], "train": TRAIN}]
+    run_protocol(parse_protocol(raw), "", out=tmp_path / "out", progress=False)
+    files = sorted(p.name for p in (tmp_path / "out").iterdir())
+    assert "posterior_bayes_svi.nc" in files and not any(f.startswith("posterior_deep") for f in files)
+    idata = az.from_netcdf(tmp_path / "out" / "posterior_bayes_svi.nc")
+    assert {"posterior", "posterior_predictive"} <= set(idata.groups())
+    weights = [v for v in idata.posterior.data_vars if v.startswith("head")]
+    assert weights and all(not v.startswith("features") for v in idata.posterior.data_vars)
+    assert idata.posterior.sizes["chain"] == 1

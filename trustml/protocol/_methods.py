@@ -24,7 +24,15 @@ from trustml.protocol._parallel import train_ensemble
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.seeding import child
 
-__all__ = ["check_method", "fit_method", "predict_options", "history", "diagnostics", "NUTS_MAX_WEIGHTS"]
+__all__ = [
+    "check_method",
+    "fit_method",
+    "predict_options",
+    "history",
+    "diagnostics",
+    "posterior_netcdf",
+    "NUTS_MAX_WEIGHTS",
+]
 
 log = logging.getLogger("trustml")
 
@@ -172,7 +180,9 @@ def history(model: Any) -> dict[str, Any]:
 def diagnostics(model: Any, x: np.ndarray) -> dict[str, Any] | None:
     """ArviZ R-hat / ESS / divergences of the posterior predictive at ``x`` (Bayesian
     methods), as JSON numbers; ``None`` for other methods."""
-    if not hasattr(model, "diagnostics"):
+    from trustml.uq import BayesianNN
+
+    if not isinstance(model, BayesianNN):
         return None
     d = model.diagnostics(x)
     table = d["summary"]
@@ -202,3 +212,19 @@ def diagnostics(model: Any, x: np.ndarray) -> dict[str, Any] | None:
         "divergences": int(d["divergences"]) if model.inference == "nuts" else None,
         "table": rows,
     }
+
+
+def posterior_netcdf(model: Any) -> bytes | None:
+    """A Bayesian method's ArviZ ``InferenceData`` (posterior over the weights, posterior
+    predictive, sample stats) as netCDF-4 bytes (h5netcdf); ``None`` for other methods."""
+    from trustml.uq import BayesianNN
+
+    if not isinstance(model, BayesianNN):
+        return None
+    import tempfile
+
+    idata = model.to_inference_data()
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "posterior.nc"
+        idata.to_netcdf(str(path), engine="h5netcdf")
+        return path.read_bytes()

@@ -378,8 +378,18 @@ def _execute(
                 "wall_time_s": round(time.perf_counter() - started, 2),
             }
         )
+        extras = {}
+        if outdir is not None:  # the posteriors of Bayesian methods, for ArviZ users
+            for label, model in fitted.items():
+                data = _methods.posterior_netcdf(model)
+                if data is not None:
+                    extras[f"posterior_{label}.nc"] = data
         results = RunResults(
-            summary=summary, arrays=stage["arrays"], manifest=manifest, protocol_text=protocol_text
+            summary=summary,
+            arrays=stage["arrays"],
+            manifest=manifest,
+            protocol_text=protocol_text,
+            extras=extras,
         )
         if outdir is not None:
             results.write(outdir, keep=("checkpoints",))

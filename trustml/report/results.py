@@ -50,6 +50,7 @@ _REQUIRED = RESULT_FILES[:4]  # report.html can always be rebuilt from the other
 _FORMAT_ATTR = "trustml_results_format"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _NUMERIC_KINDS = "biufc"
+_EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
 
 
 @dataclass(eq=False)
@@ -68,6 +69,9 @@ class RunResults:
         Provenance (``created_at``, library versions, command line, seed, hashes).
     protocol_text : str
         The protocol YAML exactly as given.
+    extras : dict of str to bytes, optional
+        Further files written with the others, e.g. ``"posterior_bayes_svi.nc"`` (the ArviZ
+        ``InferenceData`` of a Bayesian method). Plain file names; not read back by :meth:`load`.
 
     Examples
     --------
@@ -81,6 +85,7 @@ class RunResults:
     arrays: dict[str, np.ndarray] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     protocol_text: str = ""
+    extras: dict[str, bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name in ("summary", "manifest", "arrays"):
@@ -92,6 +97,11 @@ class RunResults:
                 f"RunResults.protocol_text must be a str, got {type(self.protocol_text).__name__}"
             )
         self.arrays = _checked_arrays(self.arrays)
+        for name, data in self.extras.items():
+            if not _EXTRA_RE.match(name) or name in RESULT_FILES or name == "checkpoints":
+                raise ValueError(f"RunResults.extras: {name!r} is not an allowed file name")
+            if not isinstance(data, bytes):
+                raise TypeError(f"RunResults.extras[{name!r}] must be bytes, got {type(data).__name__}")
 
     def write(self, outdir: str | Path, *, keep: tuple[str, ...] = ()) -> Path:
         """Atomically write the results directory ``outdir`` and return its resolved path.
@@ -117,6 +127,8 @@ class RunResults:
             (tmp / "manifest.json").write_bytes(manifest_bytes)
             (tmp / "protocol.yaml").write_bytes(self.protocol_text.encode("utf-8"))
             _write_arrays(tmp / "arrays.h5", self.arrays)
+            for name, data in self.extras.items():
+                (tmp / name).write_bytes(data)
             page = _html.render_html(canonical, outdir=str(outdir))
             (tmp / "report.html").write_bytes(page.encode("utf-8"))
         return Path(outdir).resolve()
