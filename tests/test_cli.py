@@ -184,7 +184,7 @@ def test_verify_reproduces_and_detects_tampering_and_report_rebuilds(tmp_path, c
     results["metrics"]["rmse"]["value"] += 1e-9
     (run / "results.json").write_text(json.dumps(results))
     assert main(["verify", str(run), "--quiet"]) == 1
-    assert "results.metrics.rmse.value" in capsys.readouterr().err
+    assert "results.metrics.rmse.value" in capsys.readouterr().out  # the table of differences
 
     (run / "report.html").unlink()
     assert main(["report", str(run)]) == 0

@@ -51,6 +51,13 @@ def _build_parser() -> argparse.ArgumentParser:
 
     ver = sub.add_parser("verify", help="re-run a finished evaluation and check it reproduces")
     ver.add_argument("outdir", help="a folder written by 'trustml evaluate'")
+    ver.add_argument(
+        "--rtol",
+        type=_rtol,
+        default=0.0,
+        metavar="FLOAT",
+        help="relative tolerance for numbers (default 0: identical); e.g. 1e-6 on other hardware",
+    )
     ver.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
 
     rep = sub.add_parser("report", help="re-render report.html from saved results (no re-run)")
@@ -100,18 +107,33 @@ def _evaluate(args: argparse.Namespace) -> int:
     return EXIT_PASS if outcome.passed else EXIT_FAIL
 
 
+def _rtol(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}") from None
+    if not (value >= 0 and value != float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+    return value
+
+
 def _verify(args: argparse.Namespace) -> int:
     from trustml.protocol import verify_run
 
-    outcome = verify_run(args.outdir, progress=False if args.quiet else None)
+    outcome = verify_run(args.outdir, rtol=args.rtol, progress=False if args.quiet else None)
+    tolerance = "exactly" if args.rtol == 0 else f"within rtol={args.rtol:g}"
+    outdir = Path(args.outdir)
     if outcome.reproduced:
         print(
-            f"reproduced: every number in {Path(args.outdir) / 'results.json'} matches the re-run"
+            f"reproduced: all {outcome.compared} values in {outdir / 'results.json'} and "
+            f"{outdir / 'arrays.h5'} match the re-run {tolerance}"
         )
         return EXIT_PASS
-    print(f"NOT reproduced: {len(outcome.differences)} value(s) differ", file=sys.stderr)
-    for line in outcome.differences[:20]:
-        print(f"  {line}", file=sys.stderr)
+    print(
+        f"NOT reproduced: {len(outcome.differences)} of {outcome.compared} values differ from "
+        f"the re-run (compared {tolerance})"
+    )
+    print(outcome.table())
     return EXIT_FAIL
 
 

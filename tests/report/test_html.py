@@ -128,6 +128,22 @@ def test_classification_report(clf):
     assert [c.text for c in test_row[1:]] == ["80 33.3%", "82 34.2%", "78 32.5%"]
 
 
+def test_arrays_without_a_summary_still_give_their_figures():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(200, 3))
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    arrays = {"test/probs": probs, "test/labels": rng.integers(0, 3, size=200)}
+    page = Page(render_html(RunResults(summary={"task": "classification"}, arrays=arrays)))
+    assert page.alts("calibration") == ["Reliability diagram"]
+    assert page.alts("uncertainty") == ["Entropy of right and wrong predictions"]
+    arrays = {
+        k: v for k, v in make_arrays().items() if k in ("test/targets", "test/mean", "test/std")
+    }
+    page = Page(render_html(RunResults(summary={}, arrays=arrays)))
+    assert page.alts("calibration") == ["Predicted against true values"]
+    assert page.alts("uncertainty") == ["Spread-skill plot"]
+
+
 # --- 1. verdict ------------------------------------------------------------------------------
 
 

@@ -1,57 +1,303 @@
-"""``trustml verify OUTDIR``: re-run a finished evaluation and check it reproduces."""
+"""``trustml verify OUTDIR``: re-run a finished evaluation and check that it reproduces.
+
+The saved protocol is re-run in memory (nothing in ``OUTDIR`` is touched) and every number of
+``results.json`` and every array of ``arrays.h5`` is compared with the re-run. Before any
+training, the data is fingerprinted again; if it is not the data the run used, verification is
+refused with a :class:`~trustml.exceptions.DataError` (CLI exit status 2).
+"""
 
 from __future__ import annotations
 
+import json
+import math
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from trustml.protocol.runner import run_protocol
+import numpy as np
+
+from trustml.exceptions import DataError
+from trustml.protocol import runner
 from trustml.protocol.schema import load_yaml, parse_protocol
 from trustml.report import RunResults, json_bytes
 
-__all__ = ["VerifyReport", "verify_run"]
+__all__ = ["Difference", "VerifyReport", "compare_results", "verify_run"]
+
+_MAX_TEXT = 48
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One value that differs between the saved results and the re-run.
+
+    Attributes
+    ----------
+    path : str
+        Where: ``results.metrics.rmse.value`` for ``results.json``, ``arrays:test/mean[3, 1]``
+        (the worst element) for ``arrays.h5``.
+    saved, rerun : object
+        The saved and the re-run value (``None`` where one side lacks it).
+    rel_diff : float or None
+        ``|saved - rerun| / max(|saved|, |rerun|)`` for two numbers, else ``None``.
+    note : str
+        What else to know (``"37 of 600 elements differ"``, ``"only in the saved run"``).
+    """
+
+    path: str
+    saved: Any
+    rerun: Any
+    rel_diff: float | None = None
+    note: str = ""
+
+    def __str__(self) -> str:
+        rel = f" (relative difference {self.rel_diff:.3g})" if self.rel_diff is not None else ""
+        note = f"; {self.note}" if self.note else ""
+        return f"{self.path}: saved {_text(self.saved)}, re-run {_text(self.rerun)}{rel}{note}"
 
 
 @dataclass
 class VerifyReport:
-    """Outcome of :func:`verify_run`: whether ``results.json`` was reproduced exactly."""
+    """Outcome of :func:`verify_run`.
+
+    Attributes
+    ----------
+    reproduced : bool
+        Every compared value matched within ``rtol``.
+    differences : list of Difference
+        What did not match, in key order.
+    rtol : float
+        The relative tolerance used (0: exact).
+    compared : int
+        How many numbers, strings and array elements were compared.
+    """
 
     reproduced: bool
-    differences: list[str] = field(default_factory=list)
+    differences: list[Difference] = field(default_factory=list)
+    rtol: float = 0.0
+    compared: int = 0
+
+    def table(self, limit: int | None = 50) -> str:
+        """The differences as an aligned text table: key path, saved, re-run, rel. difference."""
+        rows = [("key path", "saved", "re-run", "rel. diff")]
+        shown = self.differences if limit is None else self.differences[:limit]
+        for d in shown:
+            rel = f"{d.rel_diff:.3g}" if d.rel_diff is not None else "-"
+            path = d.path + (f"  ({d.note})" if d.note else "")
+            rows.append((path, _text(d.saved), _text(d.rerun), rel))
+        widths = [max(len(r[i]) for r in rows) for i in range(4)]
+        lines = [
+            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+        ]
+        lines.insert(1, "  ".join("-" * w for w in widths))
+        if len(shown) < len(self.differences):
+            lines.append(f"... and {len(self.differences) - len(shown)} more")
+        return "\n".join(lines)
 
 
-def _diff(a: Any, b: Any, path: str, out: list[str]) -> None:
-    if isinstance(a, dict) and isinstance(b, dict):
+def _text(value: Any) -> str:
+    if isinstance(value, float):
+        text = repr(value)
+    elif isinstance(value, np.ndarray):
+        text = f"array{list(value.shape)}"
+    elif isinstance(value, str):
+        text = json.dumps(value, ensure_ascii=False)
+    else:
+        text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= _MAX_TEXT else text[: _MAX_TEXT - 1] + "\u2026"
+
+
+def _is_number(x: Any) -> bool:
+    return isinstance(x, int | float) and not isinstance(x, bool)
+
+
+def _rel(a: float, b: float) -> float:
+    if a == b:
+        return 0.0
+    if math.isnan(a) or math.isnan(b) or math.isinf(a) or math.isinf(b):
+        return math.inf
+    return abs(a - b) / max(abs(a), abs(b))
+
+
+def _diff(a: Any, b: Any, path: str, rtol: float, out: list[Difference]) -> int:
+    """Append what differs between ``a`` and ``b`` to ``out``; return how many values compared."""
+    if isinstance(a, Mapping) and isinstance(b, Mapping):
+        n = 0
         for key in sorted(set(a) | set(b)):
-            if key not in a or key not in b:
-                out.append(f"{path}.{key}: present in only one run")
+            sub = f"{path}.{key}"
+            if key not in b:
+                out.append(Difference(sub, a[key], None, note="only in the saved run"))
+                n += 1
+            elif key not in a:
+                out.append(Difference(sub, None, b[key], note="only in the re-run"))
+                n += 1
             else:
-                _diff(a[key], b[key], f"{path}.{key}", out)
-    elif isinstance(a, list) and isinstance(b, list) and len(a) == len(b):
-        for i, (x, y) in enumerate(zip(a, b, strict=True)):
-            _diff(x, y, f"{path}[{i}]", out)
-    elif a != b:
-        out.append(f"{path}: saved {a!r}, re-run {b!r}")
+                n += _diff(a[key], b[key], sub, rtol, out)
+        return n
+    if isinstance(a, list) and isinstance(b, list):
+        if len(a) != len(b):
+            out.append(Difference(path, a, b, note=f"length {len(a)} vs {len(b)}"))
+            return 1
+        return sum(
+            _diff(x, y, f"{path}[{i}]", rtol, out)
+            for i, (x, y) in enumerate(zip(a, b, strict=True))
+        )
+    if _is_number(a) and _is_number(b):
+        rel = _rel(float(a), float(b))
+        if rel > rtol:
+            out.append(Difference(path, a, b, rel))
+        return 1
+    if type(a) is not type(b) or a != b:
+        out.append(Difference(path, a, b))
+    return 1
 
 
-def verify_run(outdir: str | Path, *, progress: bool | None = None) -> VerifyReport:
-    """Re-run the protocol saved in ``outdir`` and compare every number with ``results.json``.
+def _diff_arrays(
+    saved: Mapping[str, np.ndarray],
+    rerun: Mapping[str, np.ndarray],
+    rtol: float,
+    out: list[Difference],
+) -> int:
+    n = 0
+    for key in sorted(set(saved) | set(rerun)):
+        path = f"arrays:{key}"
+        if key not in rerun:
+            out.append(Difference(path, saved[key], None, note="only in the saved run"))
+            continue
+        if key not in saved:
+            out.append(Difference(path, None, rerun[key], note="only in the re-run"))
+            continue
+        a, b = np.asarray(saved[key]), np.asarray(rerun[key])
+        if a.shape != b.shape:
+            out.append(Difference(path, a, b, note=f"shape {list(a.shape)} vs {list(b.shape)}"))
+            continue
+        n += max(a.size, 1)
+        if a.dtype.kind in "US" or b.dtype.kind in "US":
+            bad = a.astype(str) != b.astype(str)
+            rel = None
+        else:
+            x, y = a.astype(np.float64), b.astype(np.float64)
+            with np.errstate(invalid="ignore", divide="ignore"):
+                scale = np.maximum(np.abs(x), np.abs(y))
+                rel = np.where(x == y, 0.0, np.abs(x - y) / np.where(scale > 0, scale, 1.0))
+            both_nan = np.isnan(x) & np.isnan(y)
+            rel = np.where(both_nan, 0.0, np.where(np.isnan(rel), np.inf, rel))
+            bad = rel > rtol
+        if not np.any(bad):
+            continue
+        if rel is None:
+            index = np.unravel_index(int(np.argmax(bad)), a.shape) if a.ndim else ()
+            worst = None
+        else:
+            index = np.unravel_index(int(np.argmax(rel)), a.shape) if a.ndim else ()
+            worst = float(rel[index])
+        where = f"[{', '.join(map(str, index))}]" if index else ""
+        out.append(
+            Difference(
+                f"{path}{where}",
+                a[index].item(),
+                b[index].item(),
+                worst,
+                note=f"{int(np.sum(bad))} of {a.size} elements differ",
+            )
+        )
+    return n
 
-    Nothing in ``outdir`` is changed. Relative HDF5 paths resolve against the folder the
-    original protocol was in (recorded in the manifest).
+
+def compare_results(saved: RunResults, rerun: RunResults, *, rtol: float = 0.0) -> VerifyReport:
+    """Compare every number of two runs' results.
+
+    Parameters
+    ----------
+    saved, rerun : RunResults
+        The stored results and those of the re-run. Summaries are compared as ``results.json``
+        holds them (canonical JSON); arrays element by element.
+    rtol : float
+        Relative tolerance: two numbers match when ``|a - b| <= rtol * max(|a|, |b|)``.
+        0 asks for identical numbers. Strings, booleans and missing values always compare
+        exactly.
+
+    Returns
+    -------
+    VerifyReport
     """
+    if not (rtol >= 0 and math.isfinite(rtol)):
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol}")
+    before = json.loads(json_bytes(saved.summary))
+    after = json.loads(json_bytes(rerun.summary))
+    differences: list[Difference] = []
+    compared = _diff(before, after, "results", rtol, differences)
+    compared += _diff_arrays(saved.arrays, rerun.arrays, rtol, differences)
+    return VerifyReport(not differences, differences, rtol, compared)
+
+
+def _describe_data(protocol: Any, base_dir: Path) -> str:
+    spec = protocol.data
+    if getattr(spec, "builtin", None) is not None:
+        options = getattr(spec, "options", None) or {}
+        extra = f" with options {json.dumps(options, sort_keys=True)}" if options else ""
+        return f"builtin dataset {spec.builtin!r}{extra}"
+    path = Path(spec.hdf5.path)
+    return str(path if path.is_absolute() else base_dir / path)
+
+
+def _refuse(what: str, current: str, recorded: str) -> DataError:
+    return DataError(
+        f"{what}: the data changed since this run was made (fingerprint {current[:16]}..., "
+        f"recorded {recorded[:16]}...); refusing to verify against different data"
+    )
+
+
+def verify_run(
+    outdir: str | Path, *, rtol: float = 0.0, progress: bool | None = None
+) -> VerifyReport:
+    """Re-run the protocol saved in ``outdir`` and compare every number with the saved results.
+
+    Parameters
+    ----------
+    outdir : path
+        A results directory written by ``trustml evaluate``. Nothing in it is changed.
+        Relative HDF5 paths resolve against the folder the original protocol was in (recorded
+        in the manifest as ``protocol_dir``).
+    rtol : float
+        Relative tolerance for numbers (0: identical), e.g. ``1e-6`` for a run on other
+        hardware; see :func:`compare_results`.
+    progress : bool, optional
+        Progress bars while re-running.
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    DataError
+        If ``outdir`` is not a results directory, or the data no longer has the fingerprint
+        recorded in ``manifest.json`` (checked before re-running when the runner offers
+        ``dataset_fingerprint``, else right after the re-run and before comparing).
+    """
+    if not (rtol >= 0 and math.isfinite(rtol)):
+        raise ValueError(f"rtol must be a finite number >= 0, got {rtol}")
     saved = RunResults.load(outdir)
     protocol = parse_protocol(load_yaml(saved.protocol_text, source=f"{outdir}/protocol.yaml"))
     base_dir = Path(saved.manifest.get("protocol_dir") or ".")
-    fresh = run_protocol(
+    recorded = saved.manifest.get("data_fingerprint") or (
+        saved.summary.get("data", {}).get("fingerprint")
+        if isinstance(saved.summary.get("data"), Mapping)
+        else None
+    )
+    # The runner's cheap fingerprint-only entry point; older runners lack it, and then the
+    # re-run's own fingerprint is checked below instead (same refusal, after training).
+    fingerprint = getattr(runner, "dataset_fingerprint", None)
+    if recorded and fingerprint is not None:
+        current = fingerprint(protocol, base_dir)
+        if current != recorded:
+            raise _refuse(_describe_data(protocol, base_dir), current, recorded)
+    fresh = runner.run_protocol(
         protocol, saved.protocol_text, base_dir=base_dir, write=False, progress=progress
     )
-    # Compare the canonical JSON: exactly what results.json holds.
-    import json
-
-    before = json.loads(json_bytes(saved.summary))
-    after = json.loads(json_bytes(fresh.results.summary))
-    differences: list[str] = []
-    _diff(before, after, "results", differences)
-    return VerifyReport(reproduced=not differences, differences=differences)
+    assert fresh.results is not None  # one process: rank 0 holds the results
+    current = fresh.results.manifest.get("data_fingerprint")
+    if recorded and current and current != recorded:
+        raise _refuse(_describe_data(protocol, base_dir), current, recorded)
+    return compare_results(saved, fresh.results, rtol=rtol)

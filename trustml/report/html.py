@@ -277,6 +277,18 @@ def _method_array(arrays: Mapping[str, np.ndarray], m: Mapping[str, Any], name: 
     return arrays.get(f"{m['prefix']}/{name}")
 
 
+def _array_methods(methods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``methods``, or one unnamed primary method when the summary names none: its arrays at
+    ``test/...`` are still drawn."""
+    if methods:
+        return methods
+    empty: dict[str, Any] = {}
+    return [{"label": "model", "method": None, "primary": True, "prefix": _PRIMARY_ARRAYS,
+             "colour": figures.method_colour(0), "metrics": empty, "settings": empty,
+             "calibration": empty, "coverage_curve": empty, "history": empty,
+             "diagnostics": empty}]  # fmt: skip
+
+
 # ---------------------------------------------------------------------------------------------
 # 1. verdict
 
@@ -529,6 +541,7 @@ def _performance(s: Mapping[str, Any], methods: list[dict[str, Any]]) -> dict[st
 def _calibration(
     s: Mapping[str, Any], arrays: Mapping[str, np.ndarray], methods: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
+    methods = _array_methods(methods)
     cals = {m["label"]: _flat_dict(m["calibration"]) for m in methods if m["calibration"]}
     keys: list[str] = []
     for flat in cals.values():
@@ -628,6 +641,7 @@ def _flat_dict(value: Mapping[str, Any]) -> dict[str, Any]:
 def _uncertainty(
     s: Mapping[str, Any], arrays: Mapping[str, np.ndarray], methods: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
+    methods = _array_methods(methods)
     d = _dict(s.get("data"))
     names = [str(t) for t in d.get("target_names") or []]
     units = d.get("target_units")
