@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.trustml-installed
 TORCH_SPEC  ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test bench lint clean
+.PHONY: install demo test bench lint clean examples
 
 install: $(STAMP)
 
