@@ -125,18 +125,25 @@ def make_summary(*, name: str = "synthetic-cnn", verdict: str = "pass") -> dict:
         "deep_ensemble": {
             "method": "deep_ensemble",
             "primary": True,
+            "index": 0,
             "settings": {
                 "members": members,
                 "train": {"epochs": 20, "batch_size": 64, "lr": 0.001},
             },
             "metrics": metrics,
-            "calibration": {"method": "conformal", "alpha": 0.1, "quantile": 1.64},
+            "calibration": {
+                "method": "conformal",
+                "alpha": 0.1,
+                "quantile": 1.64,
+                "std_multiplier": [1.5, 2.125],
+            },  # fmt: skip
             "coverage_curve": _curve(0.08),
             "history": _history(members),
         },
         "mc_dropout": {
             "method": "mc_dropout",
             "primary": False,
+            "index": 1,
             "settings": {"p": 0.1, "samples": 50, "train": {"epochs": 20, "batch_size": 64}},
             "metrics": {
                 "rmse": _metric(0.1456, 0.013),
@@ -150,6 +157,7 @@ def make_summary(*, name: str = "synthetic-cnn", verdict: str = "pass") -> dict:
         "bayes_nuts": {
             "method": "bayes_nuts",
             "primary": False,
+            "index": 2,
             "settings": {"num_samples": 200, "warmup": 200, "chains": 2},
             "metrics": {
                 "rmse": _metric(0.1311, 0.012),

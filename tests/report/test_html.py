@@ -265,6 +265,22 @@ def test_one_performance_table_compares_every_method_and_reference(full):
     )
 
 
+def test_methods_keep_the_protocol_order_from_their_index():
+    summary = make_summary()
+    summary["methods"]["mc_dropout"]["index"], summary["methods"]["bayes_nuts"]["index"] = 2, 1
+    # results.json sorts keys: the dict order is alphabetical, the index is the protocol's.
+    summary["methods"] = dict(sorted(summary["methods"].items()))
+    page = Page(render_html(RunResults(summary=summary)))
+    rows = page.tables_in("performance")[0]
+    assert [r[0].text.split(" ")[0] for r in rows[1:4]] == [
+        "deep_ensemble",
+        "bayes_nuts",
+        "mc_dropout",
+    ]
+    settings = page.table_with("model", "setting")
+    assert [c.text for c in settings[0][1:]] == ["deep_ensemble", "bayes_nuts", "mc_dropout"]
+
+
 def test_best_value_follows_the_metric_direction():
     summary = make_summary()
     summary["methods"]["mc_dropout"]["metrics"]["rmse"]["value"] = 0.01
@@ -285,6 +301,7 @@ def test_legacy_baseline_is_the_reference_row():
 def test_calibration_settings_per_method(full):
     rows = rows_by_first_cell(full.table_with("calibration", "calibration"))
     assert [c.text for c in rows["quantile"][1:]] == ["1.64", "1.92", "1.21"]
+    assert [c.text for c in rows["std_multiplier"][1:]] == ["[1.5, 2.125]", "\u2014", "\u2014"]
     assert [c.text for c in rows["method"][1:]] == ["conformal"] * 3
 
 
@@ -344,6 +361,18 @@ def test_bayesian_diagnostics_flag_bad_convergence(full):
     assert len(detail) - 1 == MAX_DIAGNOSTIC_ROWS
     assert detail[1][0].text == "w[29]"  # worst R-hat first
     assert "5 more quantities" in full.section("bayes")
+
+
+def test_posterior_moments_are_listed_when_recorded():
+    summary = make_summary()
+    for i, row in enumerate(summary["methods"]["bayes_nuts"]["diagnostics"]["table"]):
+        row["mean"], row["sd"] = 0.5 + i, 0.01
+    page = Page(render_html(RunResults(summary=summary)))
+    detail = page.table_with("bayes", "quantity")
+    assert [c.text for c in detail[0]] == [
+        "quantity", "posterior mean", "posterior sd", "R-hat", "bulk ESS", "tail ESS",
+    ]  # fmt: skip
+    assert [c.text for c in detail[1][:3]] == ["w[29]", "29.5", "0.01"]
 
 
 def test_converged_svi_has_no_flags_and_no_divergences(clf):

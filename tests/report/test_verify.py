@@ -25,16 +25,22 @@ TINY = {
     "device": "cpu",
     "data": {"hdf5": {"path": "data.h5", "inputs": "/x", "targets": "/y"}},
     "task": "regression",
-    "model": {"builtin": "cnn", "options": {"channels": [4], "hidden": 8}},
-    "uncertainty": {
-        "method": "deep_ensemble",
-        "members": 2,
-        "train": {"epochs": 1, "batch_size": 32},
-    },
+    "model": {"builtin": "cnn", "options": {"channels": [4], "hidden": 8, "dropout": 0.1}},
+    "uncertainty": [
+        {"method": "deep_ensemble", "members": 2, "train": {"epochs": 1, "batch_size": 32}},
+        {"method": "mc_dropout", "samples": 5, "train": {"epochs": 1, "batch_size": 32}},
+    ],
     "calibration": {"method": "conformal", "alpha": 0.2},
     "metrics": ["rmse", "nll", "coverage"],
-    "attribution": {"n_examples": 2, "n_steps": 8, "target": 0},
-    "acceptance": {"coverage": {"min": 0.0}},
+    "attribution": {
+        "methods": ["integrated_gradients", "saliency"],
+        "n_examples": 2,
+        "n_steps": 8,
+        "target": 0,
+        "checks": ["completeness", "deletion"],
+    },
+    "acceptance": {"coverage": {"min": 0.0}, "rmse@mc_dropout": {"max": 100.0}},
+    "claims": "A tiny run for the tests.",
 }
 
 
@@ -53,6 +59,36 @@ def finished(tmp_path_factory) -> Path:
 def run(finished, tmp_path) -> Path:
     """A private copy of the finished run (its protocol_dir still points at the data)."""
     return Path(shutil.copytree(finished / "run", tmp_path / "run"))
+
+
+def test_runner_output_matches_the_results_schema(finished):
+    jsonschema = pytest.importorskip("jsonschema")
+    from trustml.report import results_schema
+
+    summary = json.loads((finished / "run" / "results.json").read_text())
+    validator = jsonschema.Draft202012Validator(results_schema())
+    assert [e.message for e in validator.iter_errors(summary)] == []
+    assert set(summary["methods"]) == {"deep_ensemble", "mc_dropout"}
+
+
+def test_runner_output_renders_every_section_it_has(finished):
+    from _page import Page
+
+    page = Page((finished / "run" / "report.html").read_text(encoding="utf-8"))
+    assert page.section_ids == [
+        "verdict", "data", "model", "performance", "calibration", "uncertainty", "attribution",
+        "reproducibility", "checklist",
+    ]  # fmt: skip
+    rows = page.tables_in("performance")[0]
+    assert [r[0].text.split(" ")[0] for r in rows[1:]] == [
+        "deep_ensemble",
+        "mc_dropout",
+        "climatology",
+    ]
+    assert page.alts("attribution") == [
+        "integrated_gradients: check curves", "integrated_gradients: examples: input and attribution",
+        "saliency: check curves", "saliency: examples: input and attribution",
+    ]  # fmt: skip
 
 
 def _snapshot(folder: Path) -> dict[str, bytes]:

@@ -69,7 +69,9 @@ MAX_DIAGNOSTIC_ROWS = 25
 """Most posterior quantities listed per method (worst R-hat first)."""
 RHAT_MAX, ESS_MIN = 1.01, 400.0
 """Convergence thresholds of Vehtari et al. (2021): R-hat below 1.01, bulk and tail ESS >= 400."""
-LOWER_IS_BETTER = frozenset({"rmse", "mae", "nll", "crps", "ece", "mce", "brier", "interval_width"})
+LOWER_IS_BETTER = frozenset({"rmse", "mae", "nll", "crps", "ece", "mce", "brier"})
+"""Metrics whose lowest value is best (interval width is not: narrow intervals are only better
+at equal coverage)."""
 HIGHER_IS_BETTER = frozenset({"accuracy", "auroc", "r2"})
 _PRIMARY_ARRAYS = "test"
 
@@ -175,6 +177,8 @@ def _format_pct(value: Any) -> str:
 def _pretty(value: Any) -> str:
     if isinstance(value, str | int | float) or value is None:
         return format_number(value)
+    if isinstance(value, list) and all(isinstance(v, str | int | float) for v in value):
+        return "[" + ", ".join(format_number(v) for v in value) + "]"
     return json.dumps(value, indent=2, sort_keys=True, ensure_ascii=False, default=str)
 
 
@@ -248,6 +252,9 @@ def _methods(s: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "diagnostics": _dict(e.get("diagnostics")),
             }
         )
+    # results.json sorts keys, so the protocol's order comes from each entry's "index".
+    order = {str(k): _number(_dict(v).get("index")) for k, v in raw.items()}
+    out.sort(key=lambda m: order[m["label"]] if order[m["label"]] is not None else math.inf)
     if out and not any(m["primary"] for m in out):
         out[0]["primary"] = True
     out.sort(key=lambda m: not m["primary"])  # stable: the primary first, the rest in order
@@ -735,6 +742,7 @@ def _shifts(
                 if test_probs is not None and np.ndim(test_probs) == 2
                 else None
             ),
+            "mean_mutual_information": None,
             "cells": [_cell(metrics0.get(n)) for n in names],
         }
     ]
@@ -752,6 +760,7 @@ def _shifts(
                 "mean_std": sh.get("mean_std"),
                 "mean_epistemic_var": sh.get("mean_epistemic_var"),
                 "mean_entropy": sh.get("mean_entropy"),
+                "mean_mutual_information": sh.get("mean_mutual_information"),
                 "cells": [_cell(_dict(sh.get("metrics")).get(n)) for n in names],
             }
         )
@@ -762,7 +771,7 @@ def _shifts(
             series[str(name)] = _per_sample_mean(std)
     columns = [
         c
-        for c in ("mean_std", "mean_epistemic_var", "mean_entropy")
+        for c in ("mean_std", "mean_epistemic_var", "mean_entropy", "mean_mutual_information")
         if any(_number(r[c]) is not None for r in rows)
     ]
     quantity = "predictive entropy" if classification else "predicted std, mean over targets"
@@ -941,6 +950,8 @@ def _bayes(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "rhat": r.get("rhat"),
                 "ess_bulk": r.get("ess_bulk"),
                 "ess_tail": r.get("ess_tail"),
+                "mean": r.get("mean"),
+                "sd": r.get("sd"),
                 "rhat_bad": (_number(r.get("rhat")) or 0.0) > RHAT_MAX,
                 "ess_bad": any(
                     _number(r.get(k)) is not None and _number(r.get(k)) < ESS_MIN
@@ -960,6 +971,7 @@ def _bayes(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "ess_bad": _number(ess) is not None and _number(ess) < ESS_MIN,
                 "div_bad": isinstance(div, int) and div > 0,
                 "rows": rows,
+                "moments": any("mean" in r or "sd" in r for r in table),
                 "hidden": max(0, len(table) - MAX_DIAGNOSTIC_ROWS),
                 "extra": _rows(diag, {"rhat_max", "ess_bulk_min", "divergences", "table"}),
             }
