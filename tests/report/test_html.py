@@ -67,9 +67,13 @@ def test_quickstart_report_is_under_5_mb(quickstart_html):
 
 
 def test_largest_supported_report_is_under_5_mb():
-    """Every section, 16 examples of 3 channels, 8 members, two attribution methods."""
-    res = make_results(n_examples=16, members=8, channels=3, n_test=2000)
-    assert len(render_html(res).encode("utf-8")) < 5 * 1024 * 1024
+    """Every section, 16 examples of 4 channels, 8 members, three attribution methods."""
+    res = make_results(n_examples=16, members=8, channels=4, n_test=2000,
+                       attribution_methods=("integrated_gradients", "saliency", "occlusion"))  # fmt: skip
+    res.summary["attribution"]["methods"]["occlusion"] = {"n_examples": 16}
+    page = render_html(res)
+    assert page.count("data:image/png;base64,") == 11
+    assert len(page.encode("utf-8")) < 5 * 1024 * 1024
 
 
 def test_sections_appear_in_order(full):
@@ -350,6 +354,19 @@ def test_attribution_lists_every_method_and_every_check(full):
     assert checks["sensitivity"][3].text == "FAIL"
     assert "fail-cell" in checks["sensitivity"][3].classes
     assert list(rows_by_first_cell(saliency)) == ["localization"]
+
+
+def test_the_first_attribution_method_leads_whatever_the_key_order():
+    summary = make_summary()
+    summary["attribution"]["method"] = "saliency"
+    arrays = make_arrays(n_examples=1)
+    arrays["attribution/maps"] = arrays.pop("attribution/saliency/maps")
+    page = Page(render_html(RunResults(summary=summary, arrays=arrays)))
+    assert page.alts("attribution") == [
+        "saliency: examples: input and attribution",  # its maps only at attribution/maps
+        "integrated_gradients: check curves",
+        "integrated_gradients: examples: input and attribution",
+    ]
 
 
 def test_bayesian_diagnostics_flag_bad_convergence(full):

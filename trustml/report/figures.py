@@ -65,7 +65,7 @@ _CHECK_ALIASES = {
 }
 
 
-def _figure(width: float, height: float, *, layout: str | None = "constrained") -> Figure:
+def _figure(width: float, height: float, *, layout: Any = "constrained") -> Figure:
     fig = Figure(figsize=(width, height), dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
     return fig
@@ -219,7 +219,7 @@ def coverage_curves(curves: Mapping[str, Mapping[str, Any]]) -> Figure | None:
         ``None`` when no curve is usable. Points on the diagonal are calibrated; below it the
         intervals are over-confident.
     """
-    usable = []
+    usable: list[tuple[str, np.ndarray, np.ndarray, np.ndarray | None]] = []
     for label, curve in curves.items():
         if not isinstance(curve, Mapping):
             continue
@@ -235,11 +235,11 @@ def coverage_curves(curves: Mapping[str, Mapping[str, Any]]) -> Figure | None:
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color=GREY, ls=":", lw=1, label="ideal (diagonal)")
     many = len(usable) > 1
-    for i, (label, nominal, empirical, raw) in enumerate(usable):
+    for i, (label, nominal, empirical, before) in enumerate(usable):
         colour = method_colour(i)
         prefix = f"{label}, " if many else ""
-        if raw is not None:
-            ax.plot(nominal, raw, "s--", color=colour if many else ORANGE, ms=3.5, lw=1.1,
+        if before is not None:
+            ax.plot(nominal, before, "s--", color=colour if many else ORANGE, ms=3.5, lw=1.1,
                     label=f"{prefix}before calibration")  # fmt: skip
             ax.plot(nominal, empirical, "o-", color=colour, ms=4, lw=1.6,
                     label=f"{prefix}after calibration")  # fmt: skip
@@ -290,16 +290,16 @@ def pit_histograms(
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     for ax, (label, after, before) in zip(axes, panels, strict=False):
         if after is not None:
-            ax.hist(after, bins=edges, density=True, color=BLUE, alpha=0.7,
+            ax.hist(after, bins=list(edges), density=True, color=BLUE, alpha=0.7,
                     edgecolor="white", label="after calibration")  # fmt: skip
         if before is not None:
-            ax.hist(before, bins=edges, density=True, histtype="step", color=VERMILLION,
+            ax.hist(before, bins=list(edges), density=True, histtype="step", color=VERMILLION,
                     lw=1.6, ls="--", label="before calibration")  # fmt: skip
         ax.axhline(1.0, color=GREY, ls=":", lw=1.2, label="uniform (calibrated)")
         ax.set_xlim(0, 1)
         ax.set_xlabel("PIT value")
         ax.set_ylabel("density")
-        n = (after if after is not None else before).size
+        n = after.size if after is not None else before.size if before is not None else 0
         ax.set_title(f"{label} (n={n})", fontsize="medium")
         ax.legend(fontsize="x-small", loc="upper center")
         ax.grid(alpha=0.3, axis="y")
@@ -652,10 +652,10 @@ def entropy_histogram(probs: np.ndarray, labels: np.ndarray, *, n_bins: int = 20
     fig = _figure(5.0, 3.4)
     ax = fig.add_subplot()
     if correct.any():
-        ax.hist(ent[correct], bins=edges, density=True, color=BLUE, alpha=0.65,
+        ax.hist(ent[correct], bins=list(edges), density=True, color=BLUE, alpha=0.65,
                 label=f"correct (n={int(correct.sum())})")  # fmt: skip
     if (~correct).any():
-        ax.hist(ent[~correct], bins=edges, density=True, histtype="step", color=VERMILLION,
+        ax.hist(ent[~correct], bins=list(edges), density=True, histtype="step", color=VERMILLION,
                 lw=1.8, label=f"wrong (n={int((~correct).sum())})")  # fmt: skip
     ax.set_xlabel("predictive entropy [nats]")
     ax.set_ylabel("density")
@@ -705,7 +705,7 @@ def uncertainty_under_shift(
     fig = _figure(5.6, 3.5)
     ax = fig.add_subplot()
     for i, (name, v) in enumerate(values.items()):
-        ax.hist(v, bins=edges, density=True, histtype="step", lw=1.7, color=method_colour(i),
+        ax.hist(v, bins=list(edges), density=True, histtype="step", lw=1.7, color=method_colour(i),
                 ls="-" if i == 0 else "--", label=f"{name} (mean {v.mean():.3g})")  # fmt: skip
     ax.set_xlabel(_label(quantity, unit))
     ax.set_ylabel("density")
@@ -725,7 +725,7 @@ def check_field(check: Mapping[str, Any], name: str) -> Any:
     Looks for ``name`` and its older spellings (``fraction`` for ``fractions``, ``spearman_abs``
     for ``stage_similarity``, ...) at the check's top level, then under its ``extra``.
     """
-    extra = check.get("extra") if isinstance(check.get("extra"), Mapping) else {}
+    extra: Mapping[str, Any] = check["extra"] if isinstance(check.get("extra"), Mapping) else {}
     for key in _CHECK_ALIASES.get(name, (name,)):
         for source in (check, extra):
             if key in source and source[key] is not None:

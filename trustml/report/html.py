@@ -37,6 +37,7 @@ __all__ = [
     "KNOWN_SUMMARY_KEYS",
     "MAX_DIAGNOSTIC_ROWS",
     "MAX_EXAMPLES",
+    "MAX_GRID_ROWS",
     "SECTIONS",
     "format_number",
     "render_html",
@@ -65,6 +66,8 @@ SECTIONS = (
 """Section ids and titles, in page order."""
 MAX_EXAMPLES = 8
 """Most attribution examples drawn per attribution method; the rest stay in ``arrays.h5``."""
+MAX_GRID_ROWS = 12
+"""Most image rows (example x channel) drawn per attribution method, which bounds the page size."""
 MAX_DIAGNOSTIC_ROWS = 25
 """Most posterior quantities listed per method (worst R-hat first)."""
 RHAT_MAX, ESS_MIN = 1.01, 400.0
@@ -192,6 +195,10 @@ def _number(value: Any) -> float | None:
     return None
 
 
+def _or(value: float | None, default: float) -> float:
+    return default if value is None else value
+
+
 def _rows(mapping: Mapping[str, Any], skip: set[str] | frozenset[str]) -> list[tuple[str, str]]:
     return [(str(k), _pretty(v)) for k, v in mapping.items() if k not in skip]
 
@@ -254,7 +261,7 @@ def _methods(s: Mapping[str, Any]) -> list[dict[str, Any]]:
         )
     # results.json sorts keys, so the protocol's order comes from each entry's "index".
     order = {str(k): _number(_dict(v).get("index")) for k, v in raw.items()}
-    out.sort(key=lambda m: order[m["label"]] if order[m["label"]] is not None else math.inf)
+    out.sort(key=lambda m: _or(order[m["label"]], math.inf))
     if out and not any(m["primary"] for m in out):
         out[0]["primary"] = True
     out.sort(key=lambda m: not m["primary"])  # stable: the primary first, the rest in order
@@ -424,12 +431,12 @@ def _target_stats(d: Mapping[str, Any]) -> dict[str, Any] | None:
         names = [str(t) for t in d.get("target_names") or []]
         classes = [names[i] if i < len(names) else f"class {i}" for i in range(n_classes)]
         return {"kind": "classes", "classes": classes, "rows": rows}
-    rows = []
+    reg_rows: list[tuple[str, str, list[Any]]] = []
     for k in splits:
         for target, st in _dict(stats[k]).items():
             st = _dict(st)
-            rows.append((k, str(target), [st.get(q) for q in ("mean", "std", "min", "max")]))
-    return {"kind": "regression", "rows": rows} if rows else None
+            reg_rows.append((k, str(target), [st.get(q) for q in ("mean", "std", "min", "max")]))
+    return {"kind": "regression", "rows": reg_rows} if reg_rows else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -812,18 +819,16 @@ def _attribution(s: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict
     if not info and not has_arrays:
         return None
     per_method = _dict(info.get("methods"))
+    first = str(info.get("method") or next(iter(per_method), "attribution"))
     if not per_method:
-        first = info.get("method")
-        per_method = {
-            str(first or "attribution"): {
-                k: v for k, v in info.items() if k not in ("method", "methods")
-            }
-        }
+        per_method = {first: {k: v for k, v in info.items() if k not in ("method", "methods")}}
+    # results.json sorts keys: the first method (the top-level "method") leads, as in the protocol.
+    order = sorted(per_method, key=lambda name: str(name) != first)
     blocks = []
-    for i, (name, entry) in enumerate(per_method.items()):
-        e = _dict(entry)
+    for name in order:
+        e = _dict(per_method[name])
         maps = arrays.get(f"attribution/{name}/maps")
-        if maps is None and i == 0:
+        if maps is None and str(name) == first:
             maps = arrays.get("attribution/maps")
         checks = _dict(e.get("checks"))
         block = {
@@ -897,6 +902,9 @@ def _attribution_examples(
     names = [str(t) for t in _dict(s.get("data")).get("target_names") or []]
     n = inputs.shape[0]
     shown = min(n, MAX_EXAMPLES)
+    if inputs.ndim >= 4:  # image rows: one per example and channel drawn
+        rows_per_example = min(inputs.shape[1], figures.MAX_CHANNEL_ROWS)
+        shown = min(shown, max(1, MAX_GRID_ROWS // rows_per_example))
     titles = []
     for m in range(shown):
         target = None
@@ -943,7 +951,7 @@ def _bayes(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
             continue
         rhat, ess, div = diag.get("rhat_max"), diag.get("ess_bulk_min"), diag.get("divergences")
         table = [_dict(r) for r in diag.get("table") or [] if isinstance(r, Mapping)]
-        table.sort(key=lambda r: -(_number(r.get("rhat")) or 0.0))
+        table.sort(key=lambda r: -_or(_number(r.get("rhat")), 0.0))
         rows = [
             {
                 "quantity": r.get("quantity"),
@@ -952,10 +960,9 @@ def _bayes(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "ess_tail": r.get("ess_tail"),
                 "mean": r.get("mean"),
                 "sd": r.get("sd"),
-                "rhat_bad": (_number(r.get("rhat")) or 0.0) > RHAT_MAX,
+                "rhat_bad": _or(_number(r.get("rhat")), 0.0) > RHAT_MAX,
                 "ess_bad": any(
-                    _number(r.get(k)) is not None and _number(r.get(k)) < ESS_MIN
-                    for k in ("ess_bulk", "ess_tail")
+                    _or(_number(r.get(k)), math.inf) < ESS_MIN for k in ("ess_bulk", "ess_tail")
                 ),
             }
             for r in table[:MAX_DIAGNOSTIC_ROWS]
@@ -967,8 +974,8 @@ def _bayes(methods: list[dict[str, Any]]) -> dict[str, Any] | None:
                 "rhat_max": rhat,
                 "ess_bulk_min": ess,
                 "divergences": div,
-                "rhat_bad": _number(rhat) is not None and _number(rhat) > RHAT_MAX,
-                "ess_bad": _number(ess) is not None and _number(ess) < ESS_MIN,
+                "rhat_bad": _or(_number(rhat), 0.0) > RHAT_MAX,
+                "ess_bad": _or(_number(ess), math.inf) < ESS_MIN,
                 "div_bad": isinstance(div, int) and div > 0,
                 "rows": rows,
                 "moments": any("mean" in r or "sd" in r for r in table),
