@@ -173,6 +173,22 @@ def test_changed_data_is_refused_before_re_running(run, capsys, monkeypatch):
     assert "data.h5: the data changed" in capsys.readouterr().err
 
 
+def test_changed_data_is_refused_by_a_runner_without_dataset_fingerprint(
+    finished, run, capsys, tmp_path, monkeypatch
+):
+    """Older runners lack the cheap entry point: the re-run's own fingerprint is checked."""
+    monkeypatch.delattr(runner, "dataset_fingerprint", raising=False)
+    data = tmp_path / "data.h5"
+    shutil.copy(finished / "data.h5", data)
+    manifest = json.loads((run / "manifest.json").read_text())
+    manifest["protocol_dir"] = str(tmp_path)
+    (run / "manifest.json").write_text(json.dumps(manifest))
+    with h5py.File(data, "r+") as f:
+        f["x"][3, 0, 0, 0] = f["x"][3, 0, 0, 0] + 1.0
+    assert main(["verify", str(run), "--quiet"]) == 2
+    assert f"{data}: the data changed" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("bad", ["-1", "nan", "inf", "abc"])
 def test_bad_rtol_is_a_usage_error(run, bad, capsys):
     with pytest.raises(SystemExit) as exc:
