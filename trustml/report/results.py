@@ -101,7 +101,9 @@ class RunResults:
             if not _EXTRA_RE.match(name) or name in RESULT_FILES or name == "checkpoints":
                 raise ValueError(f"RunResults.extras: {name!r} is not an allowed file name")
             if not isinstance(data, bytes):
-                raise TypeError(f"RunResults.extras[{name!r}] must be bytes, got {type(data).__name__}")
+                raise TypeError(
+                    f"RunResults.extras[{name!r}] must be bytes, got {type(data).__name__}"
+                )
 
     def write(self, outdir: str | Path, *, keep: tuple[str, ...] = ()) -> Path:
         """Atomically write the results directory ``outdir`` and return its resolved path.
