@@ -45,6 +45,10 @@ class Run:
         return out
 
 
+def primary(run: Run) -> str:
+    return next(n for n, m in run.results["methods"].items() if m["primary"])
+
+
 def fmt(x: float, digits: int = 3) -> str:
     if x is None:
         return "n/a"
@@ -118,8 +122,12 @@ def checks_table(run: Run) -> str:
                 area = masks.reshape(len(masks), -1).mean(axis=1)
                 mass = np.asarray(extra["mass"])
                 sel = area > 0
+                maps = np.abs(run.arr(f"attribution/{meth}/maps").mean(axis=0))
+                mm = np.broadcast_to(masks.astype(bool), maps.shape)
+                absmass = (maps * mm).reshape(len(maps), -1).sum(1) / maps.reshape(len(maps), -1).sum(1)
                 detail += (f"; over the {int(sel.sum())} examples with a non-empty mask: "
-                           f"mass {mass[sel].mean():.3f}, area {area[sel].mean():.3f}")
+                           f"mass {mass[sel].mean():.3f}, area {area[sel].mean():.3f}, "
+                           f"absolute-relevance mass {absmass[sel].mean():.3f}")
             s += (
                 f"| {meth} | {name} | {fmt(c['value'])} | {c['comparison']} {fmt(c['threshold'])} "
                 f"| {'yes' if c['passed'] else '**no**'} | {detail.replace('|', '')} |\n"
@@ -184,29 +192,37 @@ def fig_binary_reliability(run: Run, sets: list[tuple[str, str, str]], dest: Pat
 
 
 def fig_attribution_maps(run: Run, dest: Path, channel_names: list[str], n: int = 3,
-                         positive_only: bool = True, title: str = "") -> None:
-    """Input, member-mean attribution and its member std for examples with a mask."""
+                         title: str = "", crop: int = 0, total_input: bool = False,
+                         target: int | None = None, saturate: float = 1.0) -> None:
+    """Input, member-mean attribution and its member std for examples with a mask
+    (and, with ``target``, explained for that class)."""
     plt = _plt()
-    x = run.arr("attribution/inputs")
-    maps = run.arr("attribution/maps")  # (K, N, C, H, W)
-    masks = run.arr("attribution/masks")[:, 0] if "attribution/masks" in run.h5 else None
-    keep = [i for i in range(len(x)) if masks is None or masks[i].any()][:n]
+    sl = slice(crop, -crop) if crop else slice(None)
+    x = run.arr("attribution/inputs")[..., sl, sl]
+    maps = run.arr("attribution/maps")[..., sl, sl]  # (K, N, C, H, W)
+    masks = run.arr("attribution/masks")[:, 0][..., sl, sl] if "attribution/masks" in run.h5 else None
+    tgt = run.arr("attribution/target_index")
+    keep = [i for i in range(len(x)) if (masks is None or masks[i].any())
+            and (target is None or tgt[i] == target)][:n]
     fig, axes = plt.subplots(len(keep), 3, figsize=(6.0, 2.0 * len(keep)), squeeze=False)
     for r, i in enumerate(keep):
         mean = maps[:, i].mean(axis=0).sum(axis=0)
         std = maps[:, i].sum(axis=1).std(axis=0)
-        scale = np.abs(mean).max() or 1.0
+        scale = (np.abs(mean).max() or 1.0) / saturate
         # the channel with the largest attribution, as input
         ch = int(np.abs(maps[:, i].mean(axis=0)).sum(axis=(1, 2)).argmax())
+        inp = (x[i].sum(axis=0), "input: sum of channels") if total_input else (
+            x[i, ch], f"input: {channel_names[ch]}")
         panels = [
-            (x[i, ch], f"input: {channel_names[ch]}", "viridis", None),
-            (mean / scale, "attribution (member mean)", "RdBu_r", (-1, 1)),
-            (std / scale, "member std (same scale)", "magma", (0, 1)),
+            (inp[0], inp[1], "viridis", None),
+            (mean / scale, "mean attribution" + (
+                f" (clip max/{saturate:g})" if saturate != 1 else ""), "RdBu_r", (-1, 1)),
+            (std / scale, "member std, same scale", "magma", (0, 1)),
         ]
         for c, (img, t, cmap, lim) in enumerate(panels):
             ax = axes[r, c]
             kw = {} if lim is None else {"vmin": lim[0], "vmax": lim[1]}
-            im = ax.imshow(img, cmap=cmap, origin="lower", **kw)
+            im = ax.imshow(img, cmap=cmap, origin="lower", interpolation="nearest", **kw)
             if masks is not None:
                 ax.contour(masks[i], levels=[0.5], colors="lime", linewidths=0.8)
             ax.set_xticks([]); ax.set_yticks([])
@@ -276,8 +292,8 @@ def climate(run: Run, figs: Path | None) -> None:
         )
         save_report_image(run, "Uncertainty under distribution shift", figs / "entropy_shift.png")
         fig_attribution_maps(run, figs / "attribution_cyclones.png",
-                             ["sea-level pressure", "wind speed", "precipitable water"],
-                             title="Integrated gradients on cyclone fields (green: cyclone mask r <= 2R)")
+                             ["sea-level pressure", "wind speed", "precipitable water"], target=1,
+                             title="IG for the predicted class 'cyclone' (green: cyclone mask r <= 2R)")
         save_report_image(run, "integrated_gradients: check curves", figs / "randomization.png")
 
 
@@ -288,7 +304,7 @@ def hep(run: Run, figs: Path | None) -> None:
     for name, m in r["methods"].items():
         rows.append((f"{name} ({m['method']})", m["metrics"]))
     for name, s in r["shifts"].items():
-        rows.append((f"{next(iter(r['methods']))}, shift {name} ({s['n']})", s["metrics"]))
+        rows.append((f"{primary(run)}, shift {name} ({s['n']})", s["metrics"]))
     rows.append(("class-frequency reference", r["reference"]["class_frequency"]["metrics"]))
     print(metric_table(rows, ["accuracy", "nll", "brier", "ece"]))
     for name, m in r["methods"].items():
@@ -310,12 +326,13 @@ def hep(run: Run, figs: Path | None) -> None:
         for name, m in r["methods"].items():
             pk = "test/probs" if m["primary"] else f"methods/{name}/test/probs"
             sets.append((name, pk, "test/labels"))
-        sets += [(f"{sets[0][0]}, {n}", f"shifts/{n}/probs", f"shifts/{n}/labels")
+        sets += [(f"{primary(run)}, {n}", f"shifts/{n}/probs", f"shifts/{n}/labels")
                  for n in r["shifts"]]
         fig_binary_reliability(run, sets, figs / "reliability.png", "Temperature-scaled taggers")
         fig_attribution_maps(run, figs / "attribution_second_prong.png",
-                             ["ECAL", "HCAL", "tracks"],
-                             title="IG on boson jets (green: dR < 0.2 around the second prong)")
+                             ["ECAL", "HCAL", "tracks"], crop=6, total_input=True, target=1, saturate=4,
+                             title="IG for the boson class on boson jets, central 1.5 x 1.5 in "
+                                   "(eta, phi)\n(green: dR < 0.2 around the second prong)")
         fig_localization(run, figs / "localization.png", "boson-jet")
 
 
@@ -453,7 +470,7 @@ def fig_enso_lags(run: Run, dest: Path) -> None:
            alpha=0.8)
     ax.set_xlabel("lag (months before the forecast month)")
     ax.set_ylabel("share of |IG| attribution")
-    ax.set_title(f"Attribution over lags ({n} test months, {k} members)")
+    ax.set_title(f"IG over lags: {n} test months, {k} members", fontsize=8)
     ax.invert_xaxis()
     fig.tight_layout(); fig.savefig(dest, dpi=110); plt.close(fig)
 
