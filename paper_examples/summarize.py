@@ -148,8 +148,9 @@ def _plt():
 
 def save_report_image(run: Run, alt: str, dest: Path, max_px: int = 900) -> None:
     """Copy one of the report's figures, shrunk to at most ``max_px`` wide."""
-    from PIL import Image
     import io
+
+    from PIL import Image
 
     images = run.report_images()
     if alt not in images:
@@ -225,7 +226,8 @@ def fig_attribution_maps(run: Run, dest: Path, channel_names: list[str], n: int 
             im = ax.imshow(img, cmap=cmap, origin="lower", interpolation="nearest", **kw)
             if masks is not None:
                 ax.contour(masks[i], levels=[0.5], colors="lime", linewidths=0.8)
-            ax.set_xticks([]); ax.set_yticks([])
+            ax.set_xticks([])
+            ax.set_yticks([])
             if r == 0:
                 ax.set_title(t, fontsize=7)
             fig.colorbar(im, ax=ax, fraction=0.046, pad=0.02)
@@ -249,7 +251,8 @@ def fig_localization(run: Run, dest: Path, label: str) -> None:
     top = max(0.05, float(mass[sel].max()) * 1.1)
     xs = np.linspace(0, max(area[sel].max() * 1.2, 0.01), 10)
     ax.plot(xs, xs, "--", color="0.5", lw=0.8, label="mass = area (no localization)")
-    ax.set_xlim(0, xs[-1]); ax.set_ylim(0, min(1.0, top))
+    ax.set_xlim(0, xs[-1])
+    ax.set_ylim(0, min(1.0, top))
     ax.set_xlabel("mask area share")
     ax.set_ylabel("positive IG relevance inside mask")
     ax.set_title(f"mean lift {np.mean(mass[sel] / area[sel]):.1f}x over area share")
@@ -350,19 +353,21 @@ def cosmology(run: Run, figs: Path | None) -> None:
     print("| empirical, raw ensemble | " + " | ".join(f"{v:.3f}" for v in cc["empirical_raw"]) + " |")
     print("| empirical, conformal | " + " | ".join(f"{v:.3f}" for v in cc["empirical"]) + " |")
     # per-target coverage at the calibrated level
-    y = run.arr("test/targets"); lo, hi = run.arr("test/lower"), run.arr("test/upper")
+    y = run.arr("test/targets")
+    lo, hi = run.arr("test/lower"), run.arr("test/upper")
     cov = ((y >= lo) & (y <= hi)).mean(axis=0)
-    print("\nper-target 90 % coverage (test):", {n: round(float(c), 3) for n, c in zip(names, cov)})
+    print("\nper-target 90 % coverage (test):", {n: round(float(c), 3) for n, c in zip(names, cov, strict=False)})
     ev = run.arr("test/epistemic_var")
     print("in-distribution mean epistemic var per target:",
-          {n: float(v) for n, v in zip(names, ev.mean(axis=0))}, "overall", float(ev.mean()))
+          {n: float(v) for n, v in zip(names, ev.mean(axis=0), strict=False)}, "overall", float(ev.mean()))
     for n, s in r["shifts"].items():
-        yy = run.arr(f"shifts/{n}/targets"); l2, h2 = run.arr(f"shifts/{n}/lower"), run.arr(f"shifts/{n}/upper")
+        yy = run.arr(f"shifts/{n}/targets")
+        l2, h2 = run.arr(f"shifts/{n}/lower"), run.arr(f"shifts/{n}/upper")
         ev2 = run.arr(f"shifts/{n}/epistemic_var")
         print(f"shift {n}: mean_epistemic_var {s['mean_epistemic_var']:.4g} ratio "
               f"{s['mean_epistemic_var'] / float(ev.mean()):.2f}; per-target ratio "
-              f"{ {k: round(float(a / b), 2) for k, a, b in zip(names, ev2.mean(0), ev.mean(0))} }; "
-              f"per-target coverage { {k: round(float(c), 3) for k, c in zip(names, ((yy >= l2) & (yy <= h2)).mean(0))} }; "
+              f"{ {k: round(float(a / b), 2) for k, a, b in zip(names, ev2.mean(0), ev.mean(0), strict=False)} }; "
+              f"per-target coverage { {k: round(float(c), 3) for k, c in zip(names, ((yy >= l2) & (yy <= h2)).mean(0), strict=False)} }; "
               f"mean std {s['mean_std']:.4g}")
     print()
     print(checks_table(run))
@@ -380,9 +385,13 @@ def fig_coverage(run: Run, dest: Path) -> None:
     ax.plot([0.45, 1], [0.45, 1], "--", color="0.6", lw=0.8)
     ax.plot(cc["nominal"], cc["empirical_raw"], "s-", ms=3, label="raw ensemble")
     ax.plot(cc["nominal"], cc["empirical"], "o-", ms=3, label="conformal")
-    ax.set_xlabel("nominal coverage"); ax.set_ylabel("empirical coverage (test)")
-    ax.legend(fontsize=7); ax.set_title("Central-interval coverage")
-    fig.tight_layout(); fig.savefig(dest, dpi=110); plt.close(fig)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("empirical coverage (test)")
+    ax.legend(fontsize=7)
+    ax.set_title("Central-interval coverage")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
 
 
 def fig_epistemic(run: Run, dest: Path) -> None:
@@ -390,16 +399,19 @@ def fig_epistemic(run: Run, dest: Path) -> None:
     names = run.results["data"]["target_names"]
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9))
     sets = [("test (in prior)", "test")] + [(n, f"shifts/{n}") for n in run.results["shifts"]]
-    for j, (ax, name) in enumerate(zip(axes, names)):
+    for j, (ax, name) in enumerate(zip(axes, names, strict=False)):
         for label, key in sets:
             y = run.arr(f"{key}/targets")[:, j]
             ev = run.arr(f"{key}/epistemic_var")[:, j]
             ax.scatter(y, ev, s=5, alpha=0.6, label=label)
-        ax.set_yscale("log"); ax.set_xlabel(f"true {name}")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"true {name}")
         ax.set_ylabel(f"epistemic variance of {name}")
     axes[0].legend(fontsize=6)
     fig.suptitle("Ensemble disagreement inside and outside the training prior", fontsize=8)
-    fig.tight_layout(); fig.savefig(dest, dpi=100); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
 
 
 def fig_pred_vs_true(run: Run, dest: Path) -> None:
@@ -407,16 +419,19 @@ def fig_pred_vs_true(run: Run, dest: Path) -> None:
     names = run.results["data"]["target_names"]
     fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.0))
     sets = [("test (in prior)", "test")] + [(n, f"shifts/{n}") for n in run.results["shifts"]]
-    for j, (ax, name) in enumerate(zip(axes, names)):
+    for j, (ax, name) in enumerate(zip(axes, names, strict=False)):
         for label, key in sets:
             y = run.arr(f"{key}/targets")[:, j]
             m, lo, hi = (run.arr(f"{key}/{q}")[:, j] for q in ("mean", "lower", "upper"))
             ax.errorbar(y, m, yerr=[m - lo, hi - m], fmt="o", ms=2, lw=0.4, alpha=0.6, label=label)
         lims = ax.get_xlim()
         ax.plot(lims, lims, "--", color="0.4", lw=0.8)
-        ax.set_xlabel(f"true {name}"); ax.set_ylabel(f"predicted {name} (90 % conformal)")
+        ax.set_xlabel(f"true {name}")
+        ax.set_ylabel(f"predicted {name} (90 % conformal)")
     axes[0].legend(fontsize=6)
-    fig.tight_layout(); fig.savefig(dest, dpi=100); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
 
 
 def enso(run: Run, figs: Path | None) -> None:
@@ -453,9 +468,13 @@ def fig_enso_series(run: Run, dest: Path) -> None:
     ax.plot(t, y, "k.", ms=2.5, label="observed")
     out = (y < run.arr("test/lower")[:, 0]) | (y > run.arr("test/upper")[:, 0])
     ax.plot(t[out], y[out], "rx", ms=4, label="outside the interval")
-    ax.set_xlabel("target month"); ax.set_ylabel("Nino 1+2 SST anomaly (deg C)")
-    ax.legend(fontsize=6, ncol=2); ax.set_title("One-month-ahead forecasts, unseen decade 2001-2010")
-    fig.tight_layout(); fig.savefig(dest, dpi=100); plt.close(fig)
+    ax.set_xlabel("target month")
+    ax.set_ylabel("Nino 1+2 SST anomaly (deg C)")
+    ax.legend(fontsize=6, ncol=2)
+    ax.set_title("One-month-ahead forecasts, unseen decade 2001-2010")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
 
 
 def fig_enso_lags(run: Run, dest: Path) -> None:
@@ -472,7 +491,9 @@ def fig_enso_lags(run: Run, dest: Path) -> None:
     ax.set_ylabel("share of |IG| attribution")
     ax.set_title(f"IG over lags: {n} test months, {k} members", fontsize=8)
     ax.invert_xaxis()
-    fig.tight_layout(); fig.savefig(dest, dpi=110); plt.close(fig)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
 
 
 def fig_coverage_methods(run: Run, dest: Path) -> None:
@@ -484,9 +505,13 @@ def fig_coverage_methods(run: Run, dest: Path) -> None:
         line, = ax.plot(cc["nominal"], cc["empirical"], "o-", ms=3, label=f"{n}, conformal")
         ax.plot(cc["nominal"], cc["empirical_raw"], "s:", ms=2, color=line.get_color(),
                 label=f"{n}, raw")
-    ax.set_xlabel("nominal coverage"); ax.set_ylabel("empirical coverage, 2001-2010")
-    ax.legend(fontsize=6); ax.set_title("Coverage on the unseen decade")
-    fig.tight_layout(); fig.savefig(dest, dpi=110); plt.close(fig)
+    ax.set_xlabel("nominal coverage")
+    ax.set_ylabel("empirical coverage, 2001-2010")
+    ax.legend(fontsize=6)
+    ax.set_title("Coverage on the unseen decade")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
 
 
 CASES = {
