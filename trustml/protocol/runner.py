@@ -327,13 +327,15 @@ def _execute(
             checkpoint_dir=outdir / "checkpoints" if outdir is not None else None,
             progress=show,
         )  # fmt: skip
+        t1 = time.perf_counter()
         opts = _methods.predict_options(spec)
         predictions[spec.name] = (
             predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
             predict_sharded(model, ds, splits["test"], comm=comm, **opts),
         )
         fitted[spec.name] = model
-        timings[spec.name] = round(time.perf_counter() - t0, 2)
+        timings[f"{spec.name}.fit"] = round(t1 - t0, 2)
+        timings[f"{spec.name}.predict"] = round(time.perf_counter() - t1, 2)
     primary = protocol.primary
     shift_predictions = {
         name: predict_sharded(
@@ -347,7 +349,9 @@ def _execute(
     # which is sharded again, needs the classes it explains.
     stage: dict[str, Any] | None = None
     if comm.rank == 0:
+        t0 = time.perf_counter()
         stage = _score(protocol, plan, predictions, shift_predictions, fitted)
+        timings["scoring"] = round(time.perf_counter() - t0, 2)
     attribution_summary = None
     if protocol.attribution is not None:
         t0 = time.perf_counter()
