@@ -74,7 +74,7 @@ def test_every_method_is_scored_on_the_same_test_split(compared):
 
 def test_bayesian_methods_carry_arviz_diagnostics(compared):
     diag = compared.summary["methods"]["bayes_svi"]["diagnostics"]
-    assert diag["inference"] == "svi" and diag["chains"] == 1 and diag["draws"] == 100
+    assert diag["inference"] == "svi" and diag["chains"] == 1 and diag["draws"] == 8  # samples: 8
     assert diag["ess_bulk_min"] > 1 and len(diag["table"]) == 4 * 2  # 4 points x 2 targets
     assert "diagnostics" not in compared.summary["methods"]["deep_ensemble"]
 

@@ -14,7 +14,7 @@ from torch import nn
 
 from trustml.explain._members import Members
 from trustml.explain._result import CheckResult, compare
-from trustml.explain._stats import spearman_rows
+from trustml.explain._stats import spearman_rows_support
 from trustml.explain.attribution import attribute
 from trustml.utils.seeding import SeedLike, as_seed_sequence, member_seed_sequences
 
@@ -37,8 +37,10 @@ def randomization_test(
     much of the explanation survives.
 
     At every stage the attributions of the randomized copy are compared with the original ones
-    by the Spearman rank correlation of ``|attribution|`` (per member and example, then
-    averaged). The check passes when the similarity after full randomization is below
+    by the Spearman rank correlation of ``|attribution|`` over the features either map uses
+    (features exactly zero in both, e.g. the empty pixels of a sparse input under an
+    input-times-gradient method, carry no evidence of agreement), per member and example, then
+    averaged. The check passes when the similarity after full randomization is below
     ``threshold``: the explanation depends on the learned weights. The model itself is never
     modified (its members are deep-copied).
 
@@ -90,10 +92,11 @@ def randomization_test(
             for i, (_name, layer) in enumerate(layers):
                 _randomize(layer, _child(seeds[k], g, i))
         randomized = attribute(subject, x, seed=0, **kwargs).members
-        sim_abs = np.stack(
-            [spearman_rows(np.abs(o), np.abs(r)) for o, r in zip(original, randomized, strict=True)]
-        )
-        sim = np.stack([spearman_rows(o, r) for o, r in zip(original, randomized, strict=True)])
+        # Ranked over the features either map uses: shared exact zeros (sparse inputs under
+        # input-times-gradient methods) would otherwise count as agreement.
+        pairs = list(zip(original, randomized, strict=True))
+        sim_abs = np.stack([spearman_rows_support(np.abs(o), np.abs(r)) for o, r in pairs])
+        sim = np.stack([spearman_rows_support(o, r) for o, r in pairs])
         labels.append(", ".join(name for name, _ in stage[0]) if stage[0] else f"stage {g + 1}")
         curve_abs.append(float(sim_abs.mean()))
         curve_signed.append(float(sim.mean()))
@@ -105,7 +108,8 @@ def randomization_test(
         threshold=threshold,
         passed=compare(value, threshold, "<"),
         detail=(
-            "Spearman rank correlation of |attribution| with the original after cascading "
+            "Spearman rank correlation of |attribution| with the original (over the features "
+            "either map uses) after cascading "
             f"randomization of all {len(stages)} stages"
         ),
         comparison="<",

@@ -177,14 +177,15 @@ def history(model: Any) -> dict[str, Any]:
     return {k: v for k, v in (getattr(model, "history_", None) or {}).items()}
 
 
-def diagnostics(model: Any, x: np.ndarray) -> dict[str, Any] | None:
+def diagnostics(model: Any, x: np.ndarray, samples: int | None = None) -> dict[str, Any] | None:
     """ArviZ R-hat / ESS / divergences of the posterior predictive at ``x`` (Bayesian
-    methods), as JSON numbers; ``None`` for other methods."""
+    methods) over the protocol's ``samples`` draws (SVI) or every kept draw (NUTS), as JSON
+    numbers; ``None`` for other methods."""
     from trustml.uq import BayesianNN
 
     if not isinstance(model, BayesianNN):
         return None
-    d = model.diagnostics(x)
+    d = model.diagnostics(x, samples=samples if model.inference == "svi" else None)
     table = d["summary"]
 
     def num(v: Any) -> float | None:

@@ -154,7 +154,7 @@ def _split(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray]:
     if split.order == "temporal":
         from trustml.data import temporal_split_indices
 
-        return temporal_split_indices(len(ds), fractions, gap=split.gap)
+        return temporal_split_indices(len(ds), fractions, gap=split.gap, groups=ds.groups)
     return split_indices(len(ds), fractions, seed=child(protocol.seed, "split"), groups=ds.groups)
 
 
@@ -494,7 +494,7 @@ def _score(
         part["primary"] = i == 0
         part["index"] = i  # results.json sorts keys: this keeps the protocol's order
         part["history"] = _methods.history(fitted[spec.name])
-        diag = _methods.diagnostics(fitted[spec.name], ds.read(splits["test"][:4])[0])
+        diag = _methods.diagnostics(fitted[spec.name], ds.read(splits["test"][:4])[0], spec.draws)
         if diag is not None:
             part["diagnostics"] = diag
         methods[spec.name] = part

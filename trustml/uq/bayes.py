@@ -466,7 +466,7 @@ class BayesianNN:
             attrs=attrs,
         )
 
-    def diagnostics(self, x: Any = None) -> dict[str, Any]:
+    def diagnostics(self, x: Any = None, *, samples: int | None = None) -> dict[str, Any]:
         """R-hat, effective sample sizes and divergences of the posterior predictive mean.
 
         Parameters
@@ -474,6 +474,9 @@ class BayesianNN:
         x : array of shape (M, *input_shape), optional
             Where to evaluate the predictive mean (class probabilities for classification);
             default: the inputs stored by :meth:`to_inference_data`. Keep M small.
+        samples : int, optional
+            SVI: the guide draws to summarise (default 100, as :meth:`predict`). NUTS: every
+            kept draw of every chain (this argument must be left out).
 
         Returns
         -------
@@ -487,7 +490,10 @@ class BayesianNN:
         check_fitted(self)
         device = check_device(self.device)
         xs = self._stored_x if x is None else next(input_batches(x, 1 << 30, device))
-        groups = predictive_groups(self._predictive_at(self._draws(None), xs), self._chains())
+        if samples is not None and self.inference == "nuts":
+            raise ValueError("diagnostics(samples=...) applies to SVI; NUTS uses every kept draw")
+        draws = self._draws(samples)
+        groups = predictive_groups(self._predictive_at(draws, xs), self._chains())
         name = "mean" if self.task == "regression" else "probs"
         nuts = self.inference == "nuts"
         return summarize(groups[name], name, int(self.diverging_.sum()) if nuts else 0)
