@@ -29,7 +29,7 @@ bench: $(STAMP)
 	@for b in $$(ls benchmarks/*.py | xargs -n1 basename | sed 's/\.py$$//' | grep -v '^_'); do \
 	  echo "== benchmarks.$$b"; $(BIN)/python -m benchmarks.$$b || exit 1; done
 
-# The four science cases in paper_examples/, one after another (2.5 min on an idle 2-core CPU).
+# The four science cases in paper_examples/, one after another (about 2 min on an idle 2-core CPU).
 # Exit status 1 (a criterion failed; the report is still written) is tolerated, 2 is not.
 EXAMPLES ?= climate_extreme_weather cosmology_parameters hep_jet_images enso_forecasting
 examples: $(STAMP)
