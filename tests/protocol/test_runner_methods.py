@@ -241,3 +241,33 @@ def test_a_bayesian_run_writes_its_posterior_for_arviz(tmp_path):
     weights = [v for v in idata.posterior.data_vars if v.startswith("head")]
     assert weights and all(not v.startswith("features") for v in idata.posterior.data_vars)
     assert idata.posterior.sizes["chain"] == 1
+
+
+class _FourRanks:
+    """A trustml Comm as rank 0 of four ranks on one node (collectives answer locally)."""
+
+    rank, size, local_rank = 0, 4, 0
+
+    def allgather(self, obj):
+        return [0, 1, 2, 3]
+
+
+def test_oversubscribed_ranks_get_a_warning_naming_the_fix():
+    import os
+
+    import torch
+
+    from trustml.protocol.runner import _check_threads
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        message = _check_threads(_FourRanks())
+        cores = os.cpu_count() or 1
+        if 2 * 4 > cores:
+            assert message is not None and f"OMP_NUM_THREADS={max(1, cores // 4)}" in message
+        torch.set_num_threads(1)
+        expected_none = 4 <= cores
+        assert (_check_threads(_FourRanks()) is None) == expected_none
+    finally:
+        torch.set_num_threads(threads)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import platform
 import sys
 import time
@@ -290,6 +291,7 @@ def run_protocol(
     """
     comm = get_comm(comm)
     torch.use_deterministic_algorithms(True, warn_only=True)
+    _check_threads(comm)
     started = time.perf_counter()
     # Every rank validates alike: an invalid protocol fails on all of them, before any work.
     plan = _plan(protocol, Path(base_dir), comm)
@@ -298,6 +300,30 @@ def run_protocol(
         return _execute(
             protocol, protocol_text, plan, outdir, comm, progress, command, Path(base_dir), started
         )
+
+
+def _check_threads(comm: Comm) -> str | None:
+    """Warn (rank 0) when the ranks on one node ask for more torch threads than it has cores.
+
+    Oversubscribed ranks spin-wait on each other's cores and run many times slower. Returns
+    the warning, or ``None``.
+    """
+    if comm.size == 1:
+        return None
+    threads = torch.get_num_threads()
+    per_node = max(comm.allgather(comm.local_rank)) + 1
+    cores = os.cpu_count() or 1
+    if threads * per_node <= cores:
+        return None
+    message = (
+        f"{per_node} ranks on a node of {cores} cores each use {threads} torch threads "
+        f"({threads * per_node} threads): set OMP_NUM_THREADS={max(1, cores // per_node)} "
+        "so that ranks do not slow each other down (results are identical across rank counts "
+        "at equal threads per rank)"
+    )
+    if comm.rank == 0:
+        log.warning(message)
+    return message
 
 
 def _execute(
