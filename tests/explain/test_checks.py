@@ -159,3 +159,17 @@ def test_check_results_are_json_friendly(region_ensemble, ig):
         assert json.loads(json.dumps(d, allow_nan=False)) == d
         assert {"name", "value", "threshold", "passed", "detail", "comparison", "extra"} <= set(d)
     assert checks[-1].as_dict()["value"] is None and checks[-1].as_dict()["extra"] == {"a": [0, 1]}
+
+
+def test_localization_leaves_out_examples_without_a_mask():
+    a = np.zeros((3, 1, 4, 4))
+    a[:, 0, :2, :2] = 1.0
+    mask = np.zeros((3, 1, 4, 4), bool)
+    mask[0, 0, :2, :2] = True  # only the first example has ground truth
+    check = localization(a, mask)
+    assert check.value == 1.0 and check.extra["area_share"] == 0.25
+    assert (check.extra["examples_used"], check.extra["examples_without_mask"]) == (1, 2)
+    assert check.passed and check.extra["mass"] == [1.0]
+    none = localization(a, np.zeros_like(mask))
+    assert np.isnan(none.value) and not none.passed
+    assert none.as_dict()["value"] is None

@@ -61,9 +61,9 @@ def localization(
 ) -> CheckResult:
     """Relevance mass inside a ground-truth mask, against the mask's share of the input.
 
-    For each example, ``mass = sum(R * mask) / sum(R)`` with ``R`` the positive part of the
-    member-mean attribution (``relevance="absolute"``: its magnitude), and
-    ``area = mean(mask)``. An explainer that ignores the region gets ``mass ~ area``. The
+    For each example with a non-empty mask, ``mass = sum(R * mask) / sum(R)`` with ``R`` the
+    positive part of the member-mean attribution (``relevance="absolute"``: its magnitude), and
+    ``area = mean(mask)``; examples whose mask is empty (no signal to find) are left out. An explainer that ignores the region gets ``mass ~ area``. The
     check passes when the mean mass is at least ``min(2 * area, (1 + area) / 2)``: twice the
     area share, or halfway to 1 for masks covering a third of the input or more.
 
@@ -102,24 +102,33 @@ def localization(
     rel = np.maximum(maps, 0.0) if relevance == "positive" else np.abs(maps)
     n = len(rel)
     rel, m = rel.reshape(n, -1), m.reshape(n, -1)
+    # Examples without any ground truth (e.g. the no-signal class) say nothing about where the
+    # relevance should be: they are left out, not counted as zero mass.
+    used = m.any(axis=1)
+    rel, m = rel[used], m[used]
     total = rel.sum(axis=1)
-    mass = np.divide((rel * m).sum(axis=1), total, out=np.zeros(n), where=total > 0)
+    mass = np.divide((rel * m).sum(axis=1), total, out=np.zeros(len(rel)), where=total > 0)
     area = m.mean(axis=1)
-    value, area_mean = float(mass.mean()), float(area.mean())
-    threshold = min(2.0 * area_mean, (1.0 + area_mean) / 2.0)
+    if not used.any():
+        value, area_mean, threshold = float("nan"), 0.0, float("nan")
+    else:
+        value, area_mean = float(mass.mean()), float(area.mean())
+        threshold = min(2.0 * area_mean, (1.0 + area_mean) / 2.0)
     return CheckResult(
         name="localization",
         value=value,
         threshold=threshold,
-        passed=compare(value, threshold, ">="),
+        passed=bool(used.any()) and compare(value, threshold, ">="),
         detail=(
             f"{relevance} relevance mass inside the mask (area share {area_mean:.3g}), "
-            f"mean over {n} examples"
+            f"mean over the {int(used.sum())} of {n} examples with a non-empty mask"
         ),
         comparison=">=",
         extra={
             "area_share": area_mean,
             "lift": value / area_mean if area_mean > 0 else None,
             "mass": mass.tolist(),
+            "examples_used": int(used.sum()),
+            "examples_without_mask": int(n - used.sum()),
         },
     )
