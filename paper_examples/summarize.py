@@ -117,17 +117,18 @@ def checks_table(run: Run) -> str:
             extra = c.get("extra") or {}
             detail = c.get("detail", "")
             if name == "localization":
+                # the check's value, area share and lift are over the examples with a
+                # non-empty mask; add the absolute-relevance mass over the same examples
                 detail += f"; lift (mass / area) {fmt(extra.get('lift'))}"
                 masks = run.arr("attribution/masks")
-                area = masks.reshape(len(masks), -1).mean(axis=1)
-                mass = np.asarray(extra["mass"])
-                sel = area > 0
                 maps = np.abs(run.arr(f"attribution/{meth}/maps").mean(axis=0))
-                mm = np.broadcast_to(masks.astype(bool), maps.shape)
-                absmass = (maps * mm).reshape(len(maps), -1).sum(1) / maps.reshape(len(maps), -1).sum(1)
-                detail += (f"; over the {int(sel.sum())} examples with a non-empty mask: "
-                           f"mass {mass[sel].mean():.3f}, area {area[sel].mean():.3f}, "
-                           f"absolute-relevance mass {absmass[sel].mean():.3f}")
+                mm = np.broadcast_to(masks.astype(bool), maps.shape).reshape(len(maps), -1)
+                maps = maps.reshape(len(maps), -1)
+                sel = mm.any(axis=1)
+                absmass = (maps * mm).sum(1)[sel] / maps.sum(1)[sel]
+                detail += (f"; absolute-relevance mass over the same "
+                           f"{extra.get('examples_used', int(sel.sum()))} examples "
+                           f"{absmass.mean():.3f}")
             s += (
                 f"| {meth} | {name} | {fmt(c['value'])} | {c['comparison']} {fmt(c['threshold'])} "
                 f"| {'yes' if c['passed'] else '**no**'} | {detail.replace('|', '')} |\n"
@@ -244,18 +245,18 @@ def fig_localization(run: Run, dest: Path, label: str) -> None:
     c = run.results["attribution"]["checks"]["localization"]
     masks = run.arr("attribution/masks")
     area = masks.reshape(len(masks), -1).mean(axis=1)
+    area = area[area > 0]  # the check's per-example mass covers only examples with a mask
     mass = np.asarray(c["extra"]["mass"])
-    sel = area > 0
     fig, ax = plt.subplots(figsize=(3.6, 3.2))
-    ax.scatter(area[sel], mass[sel], s=14, label=f"{label} examples")
-    top = max(0.05, float(mass[sel].max()) * 1.1)
-    xs = np.linspace(0, max(area[sel].max() * 1.2, 0.01), 10)
+    ax.scatter(area, mass, s=14, label=f"{label} examples")
+    top = max(0.05, float(mass.max()) * 1.1)
+    xs = np.linspace(0, max(area.max() * 1.2, 0.01), 10)
     ax.plot(xs, xs, "--", color="0.5", lw=0.8, label="mass = area (no localization)")
     ax.set_xlim(0, xs[-1])
     ax.set_ylim(0, min(1.0, top))
     ax.set_xlabel("mask area share")
     ax.set_ylabel("positive IG relevance inside mask")
-    ax.set_title(f"mean lift {np.mean(mass[sel] / area[sel]):.1f}x over area share")
+    ax.set_title(f"mean lift {np.mean(mass / area):.1f}x over area share")
     ax.legend(fontsize=6.5)
     fig.tight_layout()
     fig.savefig(dest, dpi=110)
