@@ -80,6 +80,10 @@ class _IntervalMap(CalibrationMap):
         q = conformal_quantile(scores, alpha)
         super().__init__("conformal", {"alpha": alpha, "std_multiplier": q.tolist()})
         self.scores = scores
+        # Sorted once, per target column: the PIT ranks every test score against them.
+        self._ranked = np.sort(
+            np.asarray(scores, dtype=np.float64).reshape(len(scores), -1), axis=0
+        )
 
     def interval(self, pred: Predictive, level: float) -> tuple[np.ndarray, np.ndarray]:
         half = conformal_quantile(self.scores, 1.0 - level) * pred.std
@@ -94,7 +98,7 @@ class _IntervalMap(CalibrationMap):
         """
         y = np.asarray(y, dtype=np.float64).reshape(pred.mean.shape)
         s = np.abs(y - pred.mean) / pred.std
-        ranked = np.sort(np.asarray(self.scores, dtype=np.float64).reshape(len(self.scores), -1), axis=0)
+        ranked = self._ranked
         flat = s.reshape(len(s), -1)
         below = np.stack(
             [np.searchsorted(ranked[:, j], flat[:, j], side="left") for j in range(flat.shape[1])],

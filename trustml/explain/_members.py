@@ -19,7 +19,7 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["Members", "Target", "as_input_tensor"]
+__all__ = ["Members", "Target", "as_input_tensor", "per_example_baselines"]
 
 OUTPUTS = ("mean", "std")
 
@@ -39,6 +39,22 @@ def as_input_tensor(inputs: Any, device: torch.device) -> torch.Tensor:
             f"Expected inputs of shape (N, *input_shape) with N >= 1, got {tuple(x.shape)}"
         )
     return x
+
+
+def per_example_baselines(baselines: Any, x: torch.Tensor) -> torch.Tensor:
+    """Baselines as one reference input per example, ``x.shape``: ``None`` -> zeros, a float ->
+    that constant, an array broadcastable to the inputs -> expanded."""
+    if baselines is None:
+        return torch.zeros_like(x)
+    if isinstance(baselines, int | float):
+        return torch.full_like(x, float(baselines))
+    b = torch.as_tensor(np.asarray(baselines, dtype=np.float32), device=x.device)
+    try:
+        return b.expand_as(x).contiguous()
+    except RuntimeError:
+        raise ValueError(
+            f"baselines of shape {tuple(b.shape)} do not broadcast to the inputs {tuple(x.shape)}"
+        ) from None
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from trustml.explain._members import (
     Target,
     as_input_tensor,
     member_index,
+    per_example_baselines,
 )
 from trustml.explain._result import Attribution
 from trustml.explain.methods import METHODS, MethodSpec, check_options
@@ -278,17 +279,7 @@ def _baselines(baselines: Any, x: torch.Tensor, spec: MethodSpec) -> torch.Tenso
                 f" got {tuple(b.shape)}"
             )
         return b
-    if baselines is None:
-        return torch.zeros_like(x)
-    if isinstance(baselines, int | float):
-        return torch.full_like(x, float(baselines))
-    b = torch.as_tensor(np.asarray(baselines, dtype=np.float32), device=x.device)
-    try:
-        return b.expand_as(x).contiguous()
-    except RuntimeError:
-        raise ValueError(
-            f"baselines of shape {tuple(b.shape)} do not broadcast to the inputs {tuple(x.shape)}"
-        ) from None
+    return per_example_baselines(baselines, x)
 
 
 @contextmanager

@@ -118,7 +118,7 @@ def localization(
         name="localization",
         value=value,
         threshold=threshold,
-        passed=bool(used.any()) and compare(value, threshold, ">="),
+        passed=compare(value, threshold, ">="),  # NaN (no mask anywhere) never passes
         detail=(
             f"{relevance} relevance mass inside the mask (area share {area_mean:.3g}), "
             f"mean over the {int(used.sum())} of {n} examples with a non-empty mask"

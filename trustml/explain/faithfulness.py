@@ -15,7 +15,7 @@ import torch
 from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
 
-from trustml.explain._members import Members, Target, as_input_tensor
+from trustml.explain._members import Members, Target, as_input_tensor, per_example_baselines
 from trustml.explain._result import Attribution, CheckResult, compare
 from trustml.explain.attribution import _seeded, attribute
 from trustml.utils.seeding import SeedLike, as_seed_sequence
@@ -184,7 +184,7 @@ def _curve(
     x = as_input_tensor(inputs, members.device)
     maps = _maps(attribution, x)
     fwd = _MeanModel(members, Target.parse(target, len(x), x.device), internal_batch_size)
-    base = _per_example(baselines, x)
+    base = per_example_baselines(baselines, x)
     n, p = len(x), int(np.prod(x.shape[1:]))
     fraction = np.linspace(0.0, 1.0, steps + 1)
     counts = np.round(fraction * p).astype(int)
@@ -266,20 +266,6 @@ def _trace(
         vals = fwd.scalar(pert.reshape(-1, *x.shape[1:]), idx).reshape(e - s, n_steps)
         out[s:e] = sign[s:e, None] * (vals - f_b[s:e, None])
     return out
-
-
-def _per_example(baselines: Any, x: torch.Tensor) -> torch.Tensor:
-    if baselines is None:
-        return torch.zeros_like(x)
-    if isinstance(baselines, int | float):
-        return torch.full_like(x, float(baselines))
-    b = torch.as_tensor(np.asarray(baselines, dtype=np.float32), device=x.device)
-    try:
-        return b.expand_as(x).contiguous()
-    except RuntimeError:
-        raise ValueError(
-            f"baselines of shape {tuple(b.shape)} do not broadcast to the inputs {tuple(x.shape)}"
-        ) from None
 
 
 def infidelity(

@@ -111,7 +111,9 @@ def acceptance(
             if threshold is None:
                 continue
             # A NaN metric never passes.
-            passed = value is not None and (value >= threshold if kind == "min" else value <= threshold)
+            passed = value is not None and (
+                value >= threshold if kind == "min" else value <= threshold
+            )
             rows.append(
                 {
                     "criterion": key,
@@ -127,14 +129,31 @@ def acceptance(
     return rows
 
 
-def sample_hashes(ds: Any, indices: np.ndarray, batch_size: int = 1024) -> list[bytes]:
-    """A digest of every sample's input values (exact duplicates have equal digests)."""
-    out: list[bytes] = []
+def scan_split(
+    ds: Any, indices: np.ndarray, task: str, *, last_step: bool = False, batch_size: int = 1024
+) -> tuple[np.ndarray, list[bytes], np.ndarray | None]:
+    """One streamed pass over a split: what scoring needs from its samples.
+
+    Returns
+    -------
+    y : ndarray
+        Class labels ``(n,)`` int64, or regression targets ``(n, D)`` float64.
+    hashes : list of bytes
+        A digest of every sample's input values (exact duplicates have equal digests).
+    last : ndarray of shape (n, F) or None
+        With ``last_step``: the last time step of sequence inputs ``(n, T, F)``.
+    """
+    ys, hashes, lasts = [], [], []
     for start in range(0, len(indices), batch_size):
-        x, _ = ds.read(indices[start : start + batch_size])
+        x, y = ds.read(indices[start : start + batch_size])
         x = np.ascontiguousarray(x)
-        out.extend(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x)
-    return out
+        hashes.extend(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x)
+        ys.append(y)
+        if last_step:
+            lasts.append(x[:, -1, :])
+    y = np.concatenate(ys)
+    y = y.astype(np.int64) if task == "classification" else y.astype(np.float64).reshape(len(y), -1)
+    return y, hashes, np.concatenate(lasts) if last_step else None
 
 
 def duplicates(hashes: Mapping[str, list[bytes]]) -> dict[str, int]:

@@ -241,15 +241,6 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
     return _Plan(ds, splits, make_model, output_dim, n_targets, names, device, shifts)
 
 
-def _targets(ds: BaseDataset, idx: np.ndarray, task: str) -> np.ndarray:
-    _, y = ds.read(idx)
-    return (
-        np.asarray(y, dtype=np.int64)
-        if task == "classification"
-        else np.asarray(y, dtype=np.float64).reshape(len(idx), -1)
-    )
-
-
 def run_protocol(
     protocol: Protocol,
     protocol_text: str,
@@ -502,7 +493,12 @@ def _score(
     """Calibrate every method on the calibration split, score the test split and the shifted
     test sets, and the reference predictors (rank 0)."""
     ds, splits, task = plan.dataset, plan.splits, protocol.task
-    ys = {name: _targets(ds, idx, task) for name, idx in splits.items()}
+    sequences = task == "regression" and ds.layout == "NTF"
+    scans = {
+        name: _scoring.scan_split(ds, idx, task, last_step=sequences)
+        for name, idx in splits.items()
+    }
+    ys = {name: scan[0] for name, scan in scans.items()}
     y_cal, y_test, y_train = ys["calibration"], ys["test"], ys["train"]
     arrays: dict[str, np.ndarray] = {}
     arrays["test/targets" if task == "regression" else "test/labels"] = y_test
@@ -540,8 +536,8 @@ def _score(
             "metrics": _scoring.score(protocol.metric_names, y_test, base, seed=boot_seed),
         }
         n_targets = y_train.shape[1]
-        if ds.layout == "NTF" and ds.input_shape[-1] >= n_targets:
-            last = {k: ds.read(idx)[0][:, -1, :] for k, idx in splits.items()}
+        if sequences and ds.input_shape[-1] >= n_targets:
+            last = {name: scan[2] for name, scan in scans.items()}
             pers = _scoring.persistence_baseline(last["train"], y_train, last["test"], level)
             reference["persistence"] = {
                 "description": "the last input time step, with the training persistence-error std",
@@ -559,7 +555,7 @@ def _score(
     for name, pred in shift_predictions.items():
         assert pred is not None
         sds = plan.shifts[name]
-        y_shift = _targets(sds, np.arange(len(sds)), task)
+        y_shift = _scoring.scan_split(sds, np.arange(len(sds)), task)[0]
         calibrated = transforms[primary](pred)
         q = _quantities(calibrated, level if task == "regression" else None)
         entry: dict[str, Any] = {
@@ -587,7 +583,7 @@ def _score(
             attribution_targets = np.full(n, protocol.attribution.target)
         else:  # explain the class the calibrated model predicts
             attribution_targets = calibrated_primary.probs[:n].argmax(axis=1)
-    hashes = {name: _scoring.sample_hashes(ds, idx) for name, idx in splits.items()}
+    hashes = {name: scan[1] for name, scan in scans.items()}
     return {
         "arrays": arrays,
         "methods": methods,
