@@ -4,8 +4,8 @@ import h5py
 import numpy as np
 import pytest
 
-from trustml.protocol import parse_protocol, run_protocol
 from trustml.distributed import SerialComm
+from trustml.protocol import parse_protocol, run_protocol
 from trustml.protocol import runner as runner_mod
 
 DIGITS = {
