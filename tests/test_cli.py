@@ -192,3 +192,23 @@ def test_verify_reproduces_and_detects_tampering_and_report_rebuilds(tmp_path, c
 
     assert main(["verify", str(tmp_path / "nowhere")]) == 2
     assert "nowhere" in capsys.readouterr().err
+
+
+def test_console_imports_with_the_collector_paused_then_freezes_what_they_made():
+    # In a fresh interpreter: freezing objects is for a process that is about to do one command.
+    code = (
+        "import gc\n"
+        "from trustml.cli import _gc_paused\n"
+        "before = gc.get_freeze_count()\n"
+        "with _gc_paused():\n"
+        "    assert not gc.isenabled()\n"
+        "    made = [[i] for i in range(5000)]\n"
+        "assert gc.isenabled(), 'collector left off'\n"
+        "assert gc.get_freeze_count() >= before + 5000, gc.get_freeze_count()\n"
+        "gc.disable()\n"
+        "with _gc_paused():\n"
+        "    pass\n"
+        "assert not gc.isenabled(), 'a paused collector must stay paused'\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr

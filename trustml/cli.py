@@ -8,13 +8,17 @@ or a results folder is invalid (one line on stderr, nothing written).
 from __future__ import annotations
 
 import argparse
+import contextlib
+import gc
+import importlib
 import logging
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 from trustml.exceptions import TrustmlInputError
 
-__all__ = ["main"]
+__all__ = ["console", "main"]
 
 EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
 
@@ -210,5 +214,49 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+#: What the commands that train import sooner or later: loaded up front with the garbage
+#: collector paused (TorchDynamo is what ``torch.optim`` imports at an optimizer's first step).
+_PRELOAD = {
+    "evaluate": ("trustml.protocol", "torch._dynamo"),
+    "verify": ("trustml.protocol", "torch._dynamo"),
+}
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector, then freeze (stop tracking) every object made so far.
+
+    Importing torch, TorchDynamo and SymPy creates millions of long-lived objects, and the
+    collector traverses them again and again while they load: 0.8 s of the 3.3 s start-up on
+    the 2-core machine. Frozen, they are not traversed by later collections either.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.freeze()
+        if enabled:
+            gc.enable()
+
+
+def console() -> None:
+    """The ``trustml`` command: :func:`main` in a process that exits right after it.
+
+    Unlike :func:`main` (which tests and notebooks call in-process), this tunes the garbage
+    collector for a short-lived process, saving about 1.8 s per command, and per MPI rank, on
+    the 2-core machine: imports run with it paused (:func:`_gc_paused`), and before exiting
+    every object is frozen, so the interpreter's shutdown skips its last full collection
+    (about 1 s). Exit handlers (``MPI_Finalize``, log flushing) still run.
+    """
+    command = next((a for a in sys.argv[1:] if not a.startswith("-")), None)
+    with _gc_paused():
+        for name in _PRELOAD.get(command or "", ()):
+            importlib.import_module(name)
+    code = main()
+    gc.freeze()
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    console()

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -47,12 +48,19 @@ def results(outdir: Path) -> dict:
     return json.loads((outdir / "results.json").read_text())
 
 
+def figures(outdir: Path) -> list[str]:
+    return re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", (outdir / "report.html").read_text())
+
+
 def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
     one = serial(["evaluate", str(protocol), "--out", "p1", "--quiet"], tmp_path)
     assert one.returncode == 0, one.stderr
     two = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "p2", "--quiet", cwd=tmp_path, timeout=300)
     assert two.returncode == 0, two.stderr
     assert results(tmp_path / "p2") == results(tmp_path / "p1")
+    # The two ranks drew the report's figures between them: the same PNGs as one process.
+    assert len(figures(tmp_path / "p1")) >= 5
+    assert figures(tmp_path / "p2") == figures(tmp_path / "p1")
     manifest = json.loads((tmp_path / "p2" / "manifest.json").read_text())
     assert manifest["mpi_world_size"] == 2
     assert sorted(p.name for p in (tmp_path / "p2" / "checkpoints" / "deep_ensemble").iterdir()) == [

@@ -9,6 +9,7 @@ from trustml.distributed import (
     SerialComm,
     block_range,
     get_comm,
+    greedy_owners,
     run_key,
     shard_batches,
 )
@@ -100,3 +101,23 @@ def test_an_error_on_rank_1_aborts_every_rank_promptly(mpirun):
     out = mpirun(2, "-c", code, timeout=60)
     assert out.returncode != 0
     assert "rank 1 of 2 failed: ValueError: bad shard on rank 1" in out.stderr
+
+
+@given(
+    weights=st.lists(st.floats(0.0, 10.0, allow_nan=False), max_size=40),
+    size=st.integers(1, 6),
+)
+def test_greedy_owners_balance_within_one_item(weights, size):
+    owners = greedy_owners(weights, size)
+    assert len(owners) == len(weights) and all(0 <= r < size for r in owners)
+    load = [sum(w for w, r in zip(weights, owners, strict=True) if r == k) for k in range(size)]
+    # Each item went to the least-loaded rank, so no rank ends more than one item ahead.
+    assert max(load) - min(load) <= max(weights, default=0.0) + 1e-9
+
+
+def test_greedy_owners_load_the_preloaded_rank_last():
+    # rank 0 starts 0.5 ahead: the heavy item goes to rank 1, ties go to the highest rank.
+    assert greedy_owners([3, 1, 1, 1, 1, 1, 1], 2, preload=[0.5, 0]) == [1, 0, 0, 0, 1, 0, 1]
+    assert greedy_owners([1, 1, 1], 3) == [2, 1, 0]
+    with pytest.raises(ValueError, match="preload"):
+        greedy_owners([1], 2, preload=[0.0])

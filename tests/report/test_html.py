@@ -592,3 +592,37 @@ def test_inconsistent_arrays_raise_a_data_error_naming_them(key, bad, match):
     arrays[key] = bad
     with pytest.raises(DataError, match=match):
         render_html(RunResults(summary=make_summary(), arrays=arrays))
+
+
+# --- figures drawn elsewhere (MPI ranks) --------------------------------------------------------
+
+
+def test_figures_drawn_in_shares_give_the_same_page():
+    from trustml.report.html import draw_figures, figure_jobs
+
+    res = make_results(n_examples=3)
+    whole = render_html(res, outdir="x")
+    jobs = figure_jobs(res)
+    keys = [key for key, _ in jobs]
+    assert len(keys) == len(set(keys))
+    # A grid of attribution examples is weighed above a one-panel plot.
+    assert max(w for _, w in jobs) > 1.0 and min(w for _, w in jobs) == 1.0
+    shares = [draw_figures(res, keys[r::3]) for r in range(3)]
+    assert [sorted(s) for s in shares] == [sorted(keys[r::3]) for r in range(3)]
+    drawn = {k: v for s in shares for k, v in s.items()}
+    # Every figure on the page was drawn once (a builder may also find nothing to plot).
+    uris = [v[0] if isinstance(v, tuple) else v for v in drawn.values()]
+    assert sum(u is not None for u in uris) == whole.count("data:image/png;base64,") > 5
+    assert render_html(res, outdir="x", drawn=drawn) == whole
+
+
+def test_figures_missing_or_foreign_in_drawn_are_drawn_here():
+    from trustml.report.html import draw_figures, figure_jobs
+
+    res = make_results(n_examples=2)
+    whole = render_html(res)
+    keys = [key for key, _ in figure_jobs(res)]
+    some = draw_figures(res, keys[:2])
+    # A key for a figure this page does not have (another run's) is ignored, not used.
+    foreign = {f"{len(keys) + 5}:not a figure of this page": "data:image/png;base64,AAAA"}
+    assert render_html(res, drawn={**some, **foreign}) == whole

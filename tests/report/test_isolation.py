@@ -50,7 +50,7 @@ CLI_SCRIPT = """
 import json, sys
 from _report_data import make_results
 import trustml.report.html
-trustml.report.html.render_html = lambda results, outdir=None: "<html></html>"
+trustml.report.html.render_html = lambda results, **kw: "<html></html>"
 make_results(n_examples=1).write("run")
 for name in [m for m in sys.modules if m.startswith(("trustml", "matplotlib", "jinja2"))]:
     del sys.modules[name]  # start 'trustml report' from a clean slate

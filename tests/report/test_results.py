@@ -17,7 +17,7 @@ from trustml.report import RESULT_FILES, RunResults, write_report
 def _stub_renderer(monkeypatch):
     """These tests are about files, not HTML (tested in test_html.py): skip drawing figures."""
     monkeypatch.setattr(
-        trustml.report.html, "render_html", lambda results, outdir=None: "<html></html>"
+        trustml.report.html, "render_html", lambda results, **kw: "<html></html>"
     )
 
 

@@ -55,7 +55,7 @@ def test_fixture_summaries_are_valid(validator, summary):
 def test_written_results_json_is_valid(validator, tmp_path, monkeypatch):
     import trustml.report.html
 
-    monkeypatch.setattr(trustml.report.html, "render_html", lambda r, outdir=None: "<html></html>")
+    monkeypatch.setattr(trustml.report.html, "render_html", lambda r, **kw: "<html></html>")
     res = RunResults(summary=make_summary())
     res.summary["metrics"]["nll"]["ci"] = [float("nan"), 1.0]  # written as null
     out = res.write(tmp_path / "run")

@@ -7,7 +7,7 @@ unless the process was started by ``mpiexec``/``srun``.
 from trustml.distributed.checkpoint import MemberCheckpoints, run_key
 from trustml.distributed.comm import Comm, MPIComm, SerialComm, get_comm, launched_by_mpi
 from trustml.distributed.errors import abort_on_error
-from trustml.distributed.schedule import block_range, my_block, shard_batches
+from trustml.distributed.schedule import block_range, greedy_owners, my_block, shard_batches
 
 __all__ = [
     "Comm",
@@ -17,6 +17,7 @@ __all__ = [
     "abort_on_error",
     "block_range",
     "get_comm",
+    "greedy_owners",
     "launched_by_mpi",
     "my_block",
     "run_key",

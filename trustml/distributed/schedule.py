@@ -1,4 +1,7 @@
-"""Which rank does what: balanced contiguous blocks, independent of anything but (n, size)."""
+"""Which rank does what: balanced contiguous blocks, or owners balanced by weight.
+
+Both depend on nothing but their arguments, so every rank computes the same plan.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from typing import TypeVar
 
 import numpy as np
 
-__all__ = ["block_range", "my_block", "shard_batches"]
+__all__ = ["block_range", "greedy_owners", "my_block", "shard_batches"]
 
 T = TypeVar("T")
 
@@ -48,3 +51,30 @@ def shard_batches(indices: np.ndarray, batch_size: int, size: int, rank: int) ->
     n_batches = -(-len(indices) // batch_size)
     b = block_range(n_batches, size, rank)
     return indices[b.start * batch_size : min(b.stop * batch_size, len(indices))]
+
+
+def greedy_owners(
+    weights: Sequence[float], size: int, *, preload: Sequence[float] | None = None
+) -> list[int]:
+    """The rank that owns each item, balancing the summed ``weights`` per rank.
+
+    Longest processing time first: items in decreasing weight (ties in list order) go one by
+    one to the least-loaded rank, ties to the highest rank, so rank 0, which usually has serial
+    work of its own, is loaded last. ``preload`` is each rank's load before the items.
+
+    Examples
+    --------
+    >>> greedy_owners([3, 1, 1, 1, 1, 1, 1], 2, preload=[0.5, 0])
+    [1, 0, 0, 0, 1, 0, 1]
+    """
+    if size < 1:
+        raise ValueError(f"Expected size >= 1, got {size}")
+    load = [float(x) for x in (preload if preload is not None else [0.0] * size)]
+    if len(load) != size:
+        raise ValueError(f"preload has {len(load)} entries for {size} ranks")
+    owners = [0] * len(weights)
+    for i in sorted(range(len(weights)), key=lambda i: -float(weights[i])):
+        rank = min(range(size), key=lambda r: (load[r], -r))
+        owners[i] = rank
+        load[rank] += float(weights[i])
+    return owners

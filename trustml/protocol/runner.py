@@ -31,7 +31,7 @@ from trustml.protocol import _methods, _scoring
 from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._parallel import predict_sharded
 from trustml.protocol.schema import HDF5Source, Protocol, UncertaintySpec
-from trustml.report import RunResults
+from trustml.report import RunResults, write_shared
 from trustml.uq import Predictive
 from trustml.utils.seeding import child
 
@@ -412,8 +412,8 @@ def _execute(
             protocol_text=protocol_text,
             extras=extras,
         )
-        if outdir is not None:
-            results.write(outdir, keep=("checkpoints",))
+    if outdir is not None:  # every rank draws part of the report's figures
+        write_shared(results, outdir, comm=comm, keep=("checkpoints",))
     verdict = comm.bcast(verdict)
     return RunOutcome(results, outdir, verdict)
 

@@ -13,6 +13,7 @@ from trustml.report.results import (
     rebuild_report,
     results_schema,
     write_report,
+    write_shared,
 )
 
 __all__ = [
@@ -24,4 +25,5 @@ __all__ = [
     "render_html",
     "results_schema",
     "write_report",
+    "write_shared",
 ]

@@ -14,12 +14,13 @@ classification or of regression all render.
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import hashlib
 import json
 import math
 import shlex
-from collections.abc import Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -39,6 +40,8 @@ __all__ = [
     "MAX_EXAMPLES",
     "MAX_GRID_ROWS",
     "SECTIONS",
+    "draw_figures",
+    "figure_jobs",
     "format_number",
     "render_html",
 ]
@@ -79,7 +82,9 @@ HIGHER_IS_BETTER = frozenset({"accuracy", "auroc", "r2"})
 _PRIMARY_ARRAYS = "test"
 
 
-def render_html(results: RunResults, *, outdir: str | None = None) -> str:
+def render_html(
+    results: RunResults, *, outdir: str | None = None, drawn: Mapping[str, Any] | None = None
+) -> str:
     """Render ``results`` as one self-contained HTML page.
 
     Parameters
@@ -89,6 +94,9 @@ def render_html(results: RunResults, *, outdir: str | None = None) -> str:
         are read.
     outdir : str, optional
         The results directory, shown in the reproduce commands (``OUTDIR`` when not given).
+    drawn : dict, optional
+        Figures drawn beforehand by :func:`draw_figures` (e.g. on other MPI ranks), keyed as
+        :func:`figure_jobs` lists them; figures missing from it are drawn here.
 
     Returns
     -------
@@ -100,6 +108,38 @@ def render_html(results: RunResults, *, outdir: str | None = None) -> str:
     DataError
         If arrays that belong together have inconsistent shapes (the message names them).
     """
+    with _figure_pass(_FigurePass(done=drawn)):
+        context = _context(results, outdir)
+    return _environment().get_template("report.html.j2").render(**context)
+
+
+def figure_jobs(results: RunResults) -> list[tuple[str, float]]:
+    """The figures the report of ``results`` holds, in page order, without drawing any.
+
+    Returns
+    -------
+    list of (str, float)
+        ``(key, weight)`` per figure: a key for :func:`draw_figures` and ``render_html(drawn=)``,
+        and a rough relative drawing cost (1 for a one-panel plot) for sharing the work out.
+    """
+    listing = _FigurePass(listing=True)
+    with _figure_pass(listing):
+        _context(results, None)
+    return listing.listed
+
+
+def draw_figures(results: RunResults, keys: Collection[str]) -> dict[str, Any]:
+    """Draw the figures named in ``keys`` (from :func:`figure_jobs`), and only those.
+
+    The result, merged over the workers that drew the figures, is ``render_html``'s ``drawn``.
+    """
+    share = _FigurePass(only=frozenset(keys))
+    with _figure_pass(share):
+        _context(results, None)
+    return share.drawn
+
+
+def _context(results: RunResults, outdir: str | None) -> dict[str, Any]:
     s = results.summary
     a = results.arrays
     methods = _methods(s)
@@ -124,7 +164,79 @@ def render_html(results: RunResults, *, outdir: str | None = None) -> str:
     context["checklist"] = crosswalk(s, results.manifest, results.protocol_text, present)
     present |= {"checklist"}
     context["sections"] = [(sid, title) for sid, title in SECTIONS if sid in present]
-    return _environment().get_template("report.html.j2").render(**context)
+    return context
+
+
+class _FigurePass:
+    """How one pass over the sections gets its figures, numbered in the order they are asked for.
+
+    By default every figure is drawn. ``listing`` records each figure's key and weight and draws
+    none; ``only`` draws just the figures with those keys. Figures in ``done`` are taken as
+    given. A figure that is not drawn in a pass stands in as ``None``: the sections' control
+    flow never depends on a drawn figure, so every pass asks for the same figures in the same
+    order, and a key (``index:label``) that does not match falls back to drawing.
+    """
+
+    def __init__(
+        self,
+        *,
+        listing: bool = False,
+        only: frozenset[str] | None = None,
+        done: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.listing, self.only, self.done = listing, only, dict(done or {})
+        self.listed: list[tuple[str, float]] = []
+        self.drawn: dict[str, Any] = {}
+        self.count = 0
+
+    def get(self, build: Callable[[], Any], label: str, weight: float, empty: Any) -> Any:
+        key = f"{self.count}:{label}"
+        self.count += 1
+        if key in self.done:
+            return self.done[key]
+        if self.listing:
+            self.listed.append((key, float(weight)))
+            return empty
+        if self.only is not None and key not in self.only:
+            return empty
+        built = build()
+        if isinstance(built, tuple):  # (figure, note)
+            out: Any = (_uri(built[0]), built[1])
+        else:
+            out = _uri(built)
+        self.drawn[key] = out
+        return out
+
+
+_PASS: contextvars.ContextVar[_FigurePass | None] = contextvars.ContextVar(
+    "trustml_report_figure_pass", default=None
+)
+
+
+class _figure_pass:
+    def __init__(self, figure_pass: _FigurePass) -> None:
+        self.figure_pass = figure_pass
+
+    def __enter__(self) -> _FigurePass:
+        self.token = _PASS.set(self.figure_pass)
+        return self.figure_pass
+
+    def __exit__(self, *exc: object) -> None:
+        _PASS.reset(self.token)
+
+
+def _png(build: Callable[[], Any], label: str, weight: float = 1.0) -> str | None:
+    """The PNG data URI of the figure ``build()`` returns (``None`` for no figure)."""
+    current = _PASS.get() or _FigurePass()
+    return current.get(build, label, weight, None)
+
+
+def _png_noted(
+    build: Callable[[], tuple[Any, str | None]], label: str, weight: float = 1.0
+) -> tuple[str | None, str | None]:
+    """As :func:`_png` for a builder that returns ``(figure, note)``: ``(uri, note)``."""
+    current = _PASS.get() or _FigurePass()
+    return current.get(build, label, weight, (None, None))
 
 
 @functools.cache
@@ -220,8 +332,10 @@ def _uri(fig: Any) -> str | None:
     return figures.to_data_uri(fig) if fig is not None else None
 
 
-def _figure(fig: Any, caption: str, alt: str | None = None) -> dict[str, str] | None:
-    uri = _uri(fig)
+def _figure(
+    build: Callable[[], Any], caption: str, alt: str | None = None
+) -> dict[str, str] | None:
+    uri = _png(build, alt or caption)
     return None if uri is None else {"uri": uri, "caption": caption, "alt": alt or caption}
 
 
@@ -457,7 +571,6 @@ def _model(s: Mapping[str, Any], methods: list[dict[str, Any]]) -> dict[str, Any
         keys += [k for k in flat if k not in keys]
     table = [(k, [_pretty(settings[lbl].get(k)) for lbl in settings]) for k in keys]
     histories = {meth["label"]: meth["history"] for meth in methods if meth["history"]}
-    fig = figures.training_curves(histories)
     return {
         "name": m.get("name"),
         "n_parameters": m.get("n_parameters"),
@@ -466,7 +579,7 @@ def _model(s: Mapping[str, Any], methods: list[dict[str, Any]]) -> dict[str, Any
         "labels": list(settings),
         "settings": table,
         "training_figure": _figure(
-            fig,
+            lambda: figures.training_curves(histories),
             "Loss per epoch of each network, one panel per method (solid: training, dashed: "
             "validation when recorded). An ensemble has one curve per member.",
             "Training loss curves",
@@ -566,7 +679,7 @@ def _calibration(
     many = len(methods) > 1
     figs.append(
         _figure(
-            figures.coverage_curves(curves),
+            lambda: figures.coverage_curves(curves),
             "Empirical coverage of central prediction intervals on the test split against "
             "their nominal level"
             + (", every method overlaid in its own colour" if len(curves) > 1 else "")
@@ -582,7 +695,7 @@ def _calibration(
             pits[m["label"]] = (after, before)
     figs.append(
         _figure(
-            figures.pit_histograms(pits),
+            lambda: figures.pit_histograms(pits),
             "Histogram of probability integral transform (PIT) values on the test split, all "
             "targets pooled, before (dashed outline) and after (filled) calibration. A flat "
             "histogram at density 1 is calibrated; a U shape is over-confident, a hump "
@@ -592,18 +705,17 @@ def _calibration(
     )
     if "test/targets" in arrays and "test/mean" in arrays:
         d = _dict(s.get("data"))
-        fig = figures.predicted_vs_true(
-            arrays["test/targets"],
-            arrays["test/mean"],
-            lower=arrays.get("test/lower"),
-            upper=arrays.get("test/upper"),
-            std=arrays.get("test/std"),
-            target_names=[str(t) for t in d.get("target_names") or []],
-            units=d.get("target_units"),
-        )
         figs.append(
             _figure(
-                fig,
+                lambda: figures.predicted_vs_true(
+                    arrays["test/targets"],
+                    arrays["test/mean"],
+                    lower=arrays.get("test/lower"),
+                    upper=arrays.get("test/upper"),
+                    std=arrays.get("test/std"),
+                    target_names=[str(t) for t in d.get("target_names") or []],
+                    units=d.get("target_units"),
+                ),
                 (f"{methods[0]['label']}: p" if many else "P")
                 + "redicted mean against the true value on the test split, with calibrated "
                 "prediction intervals; crosses mark intervals that miss the truth.",
@@ -628,7 +740,7 @@ def _calibration(
         if series:
             figs.append(
                 _figure(
-                    figures.reliability_diagram(series, labels, styles=styles),
+                    lambda: figures.reliability_diagram(series, labels, styles=styles),
                     "Reliability diagram on the test split: accuracy against mean confidence of "
                     "the predicted class per confidence bin (dashed: before calibration). "
                     "Points below the diagonal mean over-confident probabilities; the lower "
@@ -663,10 +775,9 @@ def _uncertainty(
     variance_rows = []
     al, ep = arrays.get("test/aleatoric_var"), arrays.get("test/epistemic_var")
     if al is not None and ep is not None:
-        fig = figures.aleatoric_epistemic(al, ep, target_names=names, units=units)
         figs.append(
             _figure(
-                fig,
+                lambda: figures.aleatoric_epistemic(al, ep, target_names=names, units=units),
                 "Aleatoric (expected noise in the data) against epistemic (disagreement of the "
                 "model's members or posterior samples) standard deviation per test sample"
                 + (f", {methods[0]['label']}" if len(methods) > 1 else "")
@@ -699,7 +810,7 @@ def _uncertainty(
         if series:
             figs.append(
                 _figure(
-                    figures.spread_skill(series, targets, target_names=names, units=units),
+                    lambda: figures.spread_skill(series, targets, target_names=names, units=units),
                     "Spread-skill: test samples sorted by predicted standard deviation into "
                     "equal-count bins; root-mean-square predicted std of each bin against the "
                     "RMSE of its predictions. Reliable uncertainties follow the diagonal; "
@@ -711,7 +822,7 @@ def _uncertainty(
     if labels is not None and probs is not None:
         figs.append(
             _figure(
-                figures.entropy_histogram(probs, labels),
+                lambda: figures.entropy_histogram(probs, labels),
                 "Predictive entropy of the test samples the model classifies correctly and "
                 "wrongly; useful uncertainty separates the two.",
                 "Entropy of right and wrong predictions",
@@ -783,13 +894,12 @@ def _shifts(
     ]
     quantity = "predictive entropy" if classification else "predicted std, mean over targets"
     unit = "nats" if classification else None
-    fig = figures.uncertainty_under_shift(series, quantity=quantity, unit=unit)
     return {
         "metric_names": names,
         "columns": columns,
         "rows": rows,
         "figure": _figure(
-            fig,
+            lambda: figures.uncertainty_under_shift(series, quantity=quantity, unit=unit),
             f"Distribution of the {quantity} of the primary method on the in-distribution test "
             "split and on each shifted test set. Uncertainty that rises under shift warns the "
             "user; uncertainty that stays flat while errors grow does not.",
@@ -838,7 +948,7 @@ def _attribution(s: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> dict
             "extra": _rows(e, {"n_examples", "target", "checks"}),
             "checks": [_check_row(str(k), _dict(c)) for k, c in checks.items()],
             "check_figure": _figure(
-                figures.check_curves(checks),
+                lambda checks=checks: figures.check_curves(checks),
                 "Attribution checks with a curve. Randomization: similarity of the attribution "
                 "to the original one as the model's layers are randomized, from the output "
                 "down (an explanation that depends on the learned weights falls to zero). "
@@ -914,8 +1024,14 @@ def _attribution_examples(
         titles.append(f"Example {m}" + (f", target {target}" if target else ""))
     examples = []
     if inputs.ndim >= 4:  # image-like: one grid for all shown examples
-        fig, slice_note = figures.attribution_grid(
-            inputs[:shown], maps[:, :shown], titles=[t.replace(", target ", "\n") for t in titles]
+        uri, slice_note = _png_noted(
+            lambda: figures.attribution_grid(
+                inputs[:shown],
+                maps[:, :shown],
+                titles=[t.replace(", target ", "\n") for t in titles],
+            ),
+            f"{name}: examples",
+            weight=1.0 + shown * rows_per_example / 4,  # a grid of 8 rows draws in ~3x a plot
         )
         caption = (
             f"{name}: for each example, the input, the attribution averaged over "
@@ -927,14 +1043,15 @@ def _attribution_examples(
         )
         if maps.shape[0] == 1:
             caption = caption.replace(" and its standard deviation over them, both", ",")
-        examples.append({"title": f"{name}: examples", "uri": figures.to_data_uri(fig),
-                         "caption": caption})  # fmt: skip
+        examples.append({"title": f"{name}: examples", "uri": uri, "caption": caption})
     else:
         for m in range(shown):
-            fig, slice_note = figures.attribution_example(inputs[m], maps[:, m], title=titles[m])
+            uri, slice_note = _png_noted(
+                lambda m=m: figures.attribution_example(inputs[m], maps[:, m], title=titles[m]),
+                titles[m],
+            )
             caption = titles[m] + (f"; {slice_note}" if slice_note else "") + "."
-            examples.append({"title": titles[m], "uri": figures.to_data_uri(fig),
-                             "caption": caption})  # fmt: skip
+            examples.append({"title": titles[m], "uri": uri, "caption": caption})
     note = f"{shown} of {n} examples shown; all are in arrays.h5 ({where})." if shown < n else None
     return examples, note, int(maps.shape[0])
 

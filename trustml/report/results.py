@@ -22,13 +22,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from trustml.exceptions import DataError
 from trustml.utils.atomic import atomic_directory, atomic_write_text
+
+if TYPE_CHECKING:
+    from trustml.distributed import Comm
 
 __all__ = [
     "FORMAT_VERSION",
@@ -38,6 +41,7 @@ __all__ = [
     "rebuild_report",
     "results_schema",
     "write_report",
+    "write_shared",
 ]
 
 FORMAT_VERSION = 1
@@ -105,23 +109,22 @@ class RunResults:
                     f"RunResults.extras[{name!r}] must be bytes, got {type(data).__name__}"
                 )
 
-    def write(self, outdir: str | Path, *, keep: tuple[str, ...] = ()) -> Path:
+    def write(
+        self,
+        outdir: str | Path,
+        *,
+        keep: tuple[str, ...] = (),
+        drawn: Mapping[str, Any] | None = None,
+    ) -> Path:
         """Atomically write the results directory ``outdir`` and return its resolved path.
 
         ``outdir`` appears only once every file, ``report.html`` included, is complete; an
         existing ``outdir`` is replaced only then, and left as it was if anything fails.
         Entries of an existing ``outdir`` named in ``keep`` (e.g. ``"checkpoints"``) are
-        carried over into the new one.
+        carried over into the new one. ``drawn`` holds report figures drawn beforehand (see
+        :func:`write_shared`); the others are drawn here.
         """
-        summary_bytes = json_bytes(self.summary, name="summary")
-        manifest_bytes = json_bytes(self.manifest, name="manifest")
-        # Render from what load() will return, so a rebuilt report equals the original.
-        canonical = RunResults(
-            summary=json.loads(summary_bytes),
-            arrays=self.arrays,
-            manifest=json.loads(manifest_bytes),
-            protocol_text=self.protocol_text,
-        )
+        summary_bytes, manifest_bytes, canonical = self._canonical()
         from trustml.report import html as _html  # late: html imports this module
 
         with atomic_directory(outdir, keep=keep) as tmp:
@@ -131,9 +134,24 @@ class RunResults:
             _write_arrays(tmp / "arrays.h5", self.arrays)
             for name, data in self.extras.items():
                 (tmp / name).write_bytes(data)
-            page = _html.render_html(canonical, outdir=str(outdir))
+            page = _html.render_html(canonical, outdir=str(outdir), drawn=drawn)
             (tmp / "report.html").write_bytes(page.encode("utf-8"))
         return Path(outdir).resolve()
+
+    def _canonical(self) -> tuple[bytes, bytes, RunResults]:
+        """``results.json`` and ``manifest.json`` bytes, and the results as :meth:`load` reads them.
+
+        The report is rendered from the latter, so a rebuilt report equals the original.
+        """
+        summary_bytes = json_bytes(self.summary, name="summary")
+        manifest_bytes = json_bytes(self.manifest, name="manifest")
+        canonical = RunResults(
+            summary=json.loads(summary_bytes),
+            arrays=self.arrays,
+            manifest=json.loads(manifest_bytes),
+            protocol_text=self.protocol_text,
+        )
+        return summary_bytes, manifest_bytes, canonical
 
     @classmethod
     def load(cls, outdir: str | Path) -> RunResults:
@@ -162,6 +180,67 @@ class RunResults:
             manifest=_read_json(outdir / "manifest.json"),
             protocol_text=protocol_text,
         )
+
+
+SHARE_BYTES = 256 << 20
+"""Arrays larger than this are not sent to other ranks to draw report figures (rank 0 draws)."""
+
+
+def write_shared(
+    results: RunResults | None,
+    outdir: str | Path,
+    *,
+    comm: Comm,
+    keep: tuple[str, ...] = (),
+) -> Path | None:
+    """Collective :meth:`RunResults.write`: every rank of ``comm`` draws part of the report.
+
+    Drawing the report's figures is most of the time it takes to write a run's results, and
+    in an MPI run the other ranks would only wait for it. Rank 0 sends the results to every
+    rank, each draws the figures :func:`~trustml.distributed.greedy_owners` gives it, and rank
+    0 writes the directory with all of them. The files equal those of ``results.write``.
+
+    Parameters
+    ----------
+    results : RunResults or None
+        Read on rank 0 only (the other ranks pass ``None``).
+    outdir, keep
+        As for :meth:`RunResults.write`.
+    comm : trustml.distributed.Comm
+        Every rank must call this function.
+
+    Returns
+    -------
+    Path or None
+        The written directory on rank 0; ``None`` elsewhere.
+    """
+    from trustml.distributed import greedy_owners
+    from trustml.report import html as _html
+
+    if comm.size == 1:
+        assert results is not None
+        return results.write(outdir, keep=keep)
+    shared = None
+    if comm.rank == 0:
+        assert results is not None
+        if sum(a.nbytes for a in results.arrays.values()) <= SHARE_BYTES:
+            shared = results._canonical()[2]
+    shared = comm.bcast(shared)
+    drawn: dict[str, Any] = {}
+    if shared is not None:
+        jobs = _html.figure_jobs(shared)
+        # Rank 0 also writes the files and renders the page after the others are done.
+        owners = greedy_owners(
+            [w for _, w in jobs], comm.size, preload=[1.0] + [0.0] * (comm.size - 1)
+        )
+        mine = [key for (key, _), r in zip(jobs, owners, strict=True) if r == comm.rank]
+        drawn = _html.draw_figures(shared, mine)
+    parts = comm.gather(drawn)
+    if comm.rank != 0:
+        return None
+    assert results is not None and parts is not None
+    merged = {key: value for part in parts for key, value in part.items()}
+    return results.write(outdir, keep=keep, drawn=merged)
 
 
 def write_report(results: RunResults, outdir: str | Path) -> Path:
