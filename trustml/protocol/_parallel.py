@@ -10,17 +10,33 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from trustml.data import BaseDataset
-from trustml.distributed import Comm, MemberCheckpoints, block_range, shard_batches
+from trustml.distributed import (
+    Comm,
+    MemberCheckpoints,
+    block_range,
+    greedy_owners,
+    shard_batches,
+)
 from trustml.explain import Attribution, attribute
+from trustml.report import RunResults
+from trustml.report.html import draw_figures, figure_jobs
 from trustml.uq import DeepEnsemble, Predictive
 
-__all__ = ["train_ensemble", "predict_sharded", "attribute_sharded", "PREDICT_BATCH", "ATTRIBUTE_CHUNK"]
+__all__ = [
+    "train_ensemble",
+    "predict_sharded",
+    "attribute_sharded",
+    "write_shared",
+    "PREDICT_BATCH",
+    "ATTRIBUTE_CHUNK",
+]
 
 log = logging.getLogger("trustml")
 
@@ -160,3 +176,61 @@ def attribute_sharded(
         else np.concatenate(deltas, axis=1),
         method=method,
     )
+
+
+SHARE_BYTES = 256 << 20
+"""Arrays larger than this are not sent to other ranks to draw report figures (rank 0 draws)."""
+
+
+def write_shared(
+    results: RunResults | None,
+    outdir: str | Path,
+    *,
+    comm: Comm,
+    keep: tuple[str, ...] = (),
+) -> Path | None:
+    """Collective :meth:`~trustml.report.RunResults.write`: every rank of ``comm`` draws part of the report.
+
+    Drawing the report's figures is most of the time it takes to write a run's results, and
+    in an MPI run the other ranks would only wait for it. Rank 0 sends the results to every
+    rank, each draws the figures :func:`~trustml.distributed.greedy_owners` gives it, and rank
+    0 writes the directory with all of them. The files equal those of ``results.write``.
+
+    Parameters
+    ----------
+    results : RunResults or None
+        Read on rank 0 only (the other ranks pass ``None``).
+    outdir, keep
+        As for :meth:`~trustml.report.RunResults.write`.
+    comm : trustml.distributed.Comm
+        Every rank must call this function.
+
+    Returns
+    -------
+    Path or None
+        The written directory on rank 0; ``None`` elsewhere.
+    """
+    if comm.size == 1:
+        assert results is not None
+        return results.write(outdir, keep=keep)
+    shared = None
+    if comm.rank == 0:
+        assert results is not None
+        if sum(a.nbytes for a in results.arrays.values()) <= SHARE_BYTES:
+            shared = results.canonical()
+    shared = comm.bcast(shared)
+    drawn: dict[str, Any] = {}
+    if shared is not None:
+        jobs = figure_jobs(shared)
+        # Rank 0 also writes the files and renders the page after the others are done.
+        owners = greedy_owners(
+            [w for _, w in jobs], comm.size, preload=[1.0] + [0.0] * (comm.size - 1)
+        )
+        mine = [key for (key, _), r in zip(jobs, owners, strict=True) if r == comm.rank]
+        drawn = draw_figures(shared, mine)
+    parts = comm.gather(drawn)
+    if comm.rank != 0:
+        return None
+    assert results is not None and parts is not None
+    merged = {key: value for part in parts for key, value in part.items()}
+    return results.write(outdir, keep=keep, drawn=merged)

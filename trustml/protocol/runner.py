@@ -29,9 +29,9 @@ from trustml.exceptions import ProtocolError, TrustmlInputError
 from trustml.models import build_from_factory, build_model, model_summary
 from trustml.protocol import _methods, _scoring
 from trustml.protocol._attribution import attribute_and_check
-from trustml.protocol._parallel import predict_sharded
+from trustml.protocol._parallel import predict_sharded, write_shared
 from trustml.protocol.schema import HDF5Source, Protocol, UncertaintySpec
-from trustml.report import RunResults, write_shared
+from trustml.report import RunResults
 from trustml.uq import Predictive
 from trustml.utils.seeding import child
 

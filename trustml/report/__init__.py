@@ -13,7 +13,6 @@ from trustml.report.results import (
     rebuild_report,
     results_schema,
     write_report,
-    write_shared,
 )
 
 __all__ = [
@@ -25,5 +24,4 @@ __all__ = [
     "render_html",
     "results_schema",
     "write_report",
-    "write_shared",
 ]

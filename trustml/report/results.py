@@ -22,16 +22,13 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import h5py
 import numpy as np
 
 from trustml.exceptions import DataError
 from trustml.utils.atomic import atomic_directory, atomic_write_text
-
-if TYPE_CHECKING:
-    from trustml.distributed import Comm
 
 __all__ = [
     "FORMAT_VERSION",
@@ -41,7 +38,6 @@ __all__ = [
     "rebuild_report",
     "results_schema",
     "write_report",
-    "write_shared",
 ]
 
 FORMAT_VERSION = 1
@@ -121,10 +117,11 @@ class RunResults:
         ``outdir`` appears only once every file, ``report.html`` included, is complete; an
         existing ``outdir`` is replaced only then, and left as it was if anything fails.
         Entries of an existing ``outdir`` named in ``keep`` (e.g. ``"checkpoints"``) are
-        carried over into the new one. ``drawn`` holds report figures drawn beforehand (see
-        :func:`write_shared`); the others are drawn here.
+        carried over into the new one. ``drawn`` holds report figures drawn beforehand, e.g.
+        on other MPI ranks (:func:`trustml.report.html.draw_figures`); the others are drawn
+        here.
         """
-        summary_bytes, manifest_bytes, canonical = self._canonical()
+        summary_bytes, manifest_bytes, canonical = self._serialised()
         from trustml.report import html as _html  # late: html imports this module
 
         with atomic_directory(outdir, keep=keep) as tmp:
@@ -138,11 +135,15 @@ class RunResults:
             (tmp / "report.html").write_bytes(page.encode("utf-8"))
         return Path(outdir).resolve()
 
-    def _canonical(self) -> tuple[bytes, bytes, RunResults]:
-        """``results.json`` and ``manifest.json`` bytes, and the results as :meth:`load` reads them.
+    def canonical(self) -> RunResults:
+        """These results as :meth:`load` will read them back once written (JSON-normalised).
 
-        The report is rendered from the latter, so a rebuilt report equals the original.
+        Reports are rendered from this form, so a rebuilt report equals the original.
         """
+        return self._serialised()[2]
+
+    def _serialised(self) -> tuple[bytes, bytes, RunResults]:
+        """``results.json`` and ``manifest.json`` bytes, and :meth:`canonical`."""
         summary_bytes = json_bytes(self.summary, name="summary")
         manifest_bytes = json_bytes(self.manifest, name="manifest")
         canonical = RunResults(
@@ -180,67 +181,6 @@ class RunResults:
             manifest=_read_json(outdir / "manifest.json"),
             protocol_text=protocol_text,
         )
-
-
-SHARE_BYTES = 256 << 20
-"""Arrays larger than this are not sent to other ranks to draw report figures (rank 0 draws)."""
-
-
-def write_shared(
-    results: RunResults | None,
-    outdir: str | Path,
-    *,
-    comm: Comm,
-    keep: tuple[str, ...] = (),
-) -> Path | None:
-    """Collective :meth:`RunResults.write`: every rank of ``comm`` draws part of the report.
-
-    Drawing the report's figures is most of the time it takes to write a run's results, and
-    in an MPI run the other ranks would only wait for it. Rank 0 sends the results to every
-    rank, each draws the figures :func:`~trustml.distributed.greedy_owners` gives it, and rank
-    0 writes the directory with all of them. The files equal those of ``results.write``.
-
-    Parameters
-    ----------
-    results : RunResults or None
-        Read on rank 0 only (the other ranks pass ``None``).
-    outdir, keep
-        As for :meth:`RunResults.write`.
-    comm : trustml.distributed.Comm
-        Every rank must call this function.
-
-    Returns
-    -------
-    Path or None
-        The written directory on rank 0; ``None`` elsewhere.
-    """
-    from trustml.distributed import greedy_owners
-    from trustml.report import html as _html
-
-    if comm.size == 1:
-        assert results is not None
-        return results.write(outdir, keep=keep)
-    shared = None
-    if comm.rank == 0:
-        assert results is not None
-        if sum(a.nbytes for a in results.arrays.values()) <= SHARE_BYTES:
-            shared = results._canonical()[2]
-    shared = comm.bcast(shared)
-    drawn: dict[str, Any] = {}
-    if shared is not None:
-        jobs = _html.figure_jobs(shared)
-        # Rank 0 also writes the files and renders the page after the others are done.
-        owners = greedy_owners(
-            [w for _, w in jobs], comm.size, preload=[1.0] + [0.0] * (comm.size - 1)
-        )
-        mine = [key for (key, _), r in zip(jobs, owners, strict=True) if r == comm.rank]
-        drawn = _html.draw_figures(shared, mine)
-    parts = comm.gather(drawn)
-    if comm.rank != 0:
-        return None
-    assert results is not None and parts is not None
-    merged = {key: value for part in parts for key, value in part.items()}
-    return results.write(outdir, keep=keep, drawn=merged)
 
 
 def write_report(results: RunResults, outdir: str | Path) -> Path:
