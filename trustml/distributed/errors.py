@@ -4,12 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import sys
+import time
 import traceback
 from collections.abc import Iterator
 
 from trustml.distributed.comm import Comm
 
 __all__ = ["abort_on_error"]
+
+#: Seconds between printing the failure and ``MPI_Abort``. The abort kills every process of
+#: the job, the launcher's output forwarders included, and a line still in a pipe to them can
+#: be lost (seen once in the test suite on a busy machine; a known launcher behaviour).
+FORWARD_GRACE_S = 0.5
 
 
 @contextlib.contextmanager
@@ -36,5 +42,6 @@ def abort_on_error(comm: Comm) -> Iterator[None]:
             file=sys.stderr,
             flush=True,
         )
+        time.sleep(FORWARD_GRACE_S)
         comm.abort(1)
         raise
