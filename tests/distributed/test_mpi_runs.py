@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import h5py
+import numpy as np
 import pytest
 import yaml
 
@@ -128,3 +130,26 @@ def test_every_uncertainty_method_gives_the_same_numbers_on_two_ranks(mpirun, tm
     order = sorted(a["methods"], key=lambda label: a["methods"][label]["index"])
     assert order == ["deep_ensemble", "mc_dropout", "bayes_svi"]
     assert a == b
+
+
+def test_nuts_chains_spread_over_ranks_give_the_draws_of_one_process(mpirun, tmp_path):
+    # Each chain depends on its own seed only, so 3 chains over 2 ranks (2 + 1) gather into
+    # the posterior of one process: same predictions, metrics and convergence diagnostics.
+    raw = dict(
+        PROTOCOL,
+        data={"builtin": "cosmology2d", "options": {"n": 160, "size": 8}},
+        model={"builtin": "mlp", "options": {"hidden": [8]}},
+        uncertainty={"method": "bayes_nuts", "num_samples": 25, "warmup": 25, "chains": 3},
+        attribution={"n_examples": 3, "n_steps": 8},
+    )
+    f = tmp_path / "nuts.yaml"
+    f.write_text(yaml.safe_dump(raw))
+    one = serial(["evaluate", str(f), "--out", "n1", "--quiet"], tmp_path)
+    assert one.returncode == 0, one.stderr
+    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(f), "--out", "n2", "--quiet", cwd=tmp_path, timeout=300)
+    assert two.returncode == 0, two.stderr
+    a, b = results(tmp_path / "n1"), results(tmp_path / "n2")
+    assert a["methods"]["bayes_nuts"]["diagnostics"]["chains"] == 3
+    assert a == b
+    with h5py.File(tmp_path / "n1" / "arrays.h5") as h1, h5py.File(tmp_path / "n2" / "arrays.h5") as h2:
+        np.testing.assert_array_equal(h1["test/mean"][()], h2["test/mean"][()])

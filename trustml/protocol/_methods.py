@@ -167,7 +167,7 @@ def fit_method(
         return bnn.fit(train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, progress=progress)
     return bnn.fit(
         train, num_samples=spec.num_samples, warmup=spec.warmup, chains=spec.chains,
-        progress=progress,
+        progress=progress, comm=comm,
     )  # fmt: skip
 
 

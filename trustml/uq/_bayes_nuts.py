@@ -13,7 +13,8 @@ run chains in worker processes, but on a CPU that means ``spawn`` (``fork`` afte
 started its thread pools can deadlock), which re-imports torch and pickles the model in every
 worker: seconds of start-up per chain, fragile for models defined in a script, while the
 cores are better spent inside one chain's tensor ops. Sequential chains also make each
-chain's draws depend on its own seed only.
+chain's draws depend on its own seed only, so under MPI the chains are spread over the ranks
+(contiguous blocks) and gathered: every rank count gives the same draws.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from pyro.infer.mcmc.util import initialize_model
 from torch import nn
 from torch.func import functional_call
 
+from trustml.distributed import Comm, block_range
 from trustml.uq._bayes_common import Prepared, reinitialize, seed_int
 from trustml.uq._pyro_convert import RegressionOrClassModel
 from trustml.utils.seeding import child
@@ -148,8 +150,30 @@ def run_chains(
         diag = mcmc.diagnostics()
         diverging[k, list(diag["divergences"]["chain 0"])] = True
         accept.append(float(diag["acceptance rate"]["chain 0"]))
-    samples = {n: torch.stack([c[n] for c in per_chain]) for n in per_chain[0]}
-    return ChainResult(samples, diverging, accept, "fused" if engines == {"fused"} else "pyro")
+    names = per_chain[0] if per_chain else {}
+    samples = {n: torch.stack([c[n] for c in per_chain]) for n in names}
+    return ChainResult(samples, diverging, accept, "fused" if engines <= {"fused"} else "pyro")
+
+
+def _gather_chains(part: ChainResult, comm: Comm, device: torch.device) -> ChainResult:
+    """The chains of every rank, in chain order (ranks own contiguous blocks, in rank order)."""
+    plain = (
+        {n: v.cpu().numpy() for n, v in part.samples.items()},
+        part.diverging,
+        part.acceptance_rate,
+        part.engine,
+    )
+    parts = [p for p in comm.allgather(plain) if len(p[2])]  # ranks with chains
+    samples = {
+        n: torch.as_tensor(np.concatenate([p[0][n] for p in parts]), device=device)
+        for n in parts[0][0]
+    }
+    return ChainResult(
+        samples,
+        np.concatenate([p[1] for p in parts]),
+        [a for p in parts for a in p[2]],
+        "fused" if all(p[3] == "fused" for p in parts) else "pyro",
+    )
 
 
 def sample_posterior(
@@ -163,10 +187,12 @@ def sample_posterior(
     opts: dict,
     *,
     progress: bool | None,
+    comm: Comm | None = None,
 ) -> ChainResult:
     """NUTS on all of ``data``: chain ``k`` is seeded by child ``"chain k"`` of ``ss`` and
     starts from ``module`` re-initialised from that child; point-estimated parameters (e.g.
-    normalisation layers) stay at their initial values."""
+    normalisation layers) stay at their initial values. With ``comm``, each rank runs a block
+    of the chains and every rank returns all of them."""
     for key in ("num_samples", "warmup", "chains", "max_tree_depth"):
         check_positive_int(opts[key], name=key, minimum=0 if key == "warmup" else 1)
     src = data.source
@@ -183,11 +209,14 @@ def sample_posterior(
         start = reinitialize(module, seed_int(child(chain, "init"))).to(device)
         inits.append({n: p.detach() for n, p in start.named_parameters() if n not in fixed})
         seeds.append(seed_int(chain))
-    return run_chains(
+    size, rank = (comm.size, comm.rank) if comm is not None else (1, 0)
+    mine = block_range(opts["chains"], size, rank)
+    part = run_chains(
         model, plain, prior_scale, (x, y, torch.as_tensor(everything, device=device)),
-        inits, seeds, num_samples=opts["num_samples"], warmup=opts["warmup"],
-        max_tree_depth=opts["max_tree_depth"], progress=progress,
+        [inits[k] for k in mine], [seeds[k] for k in mine], num_samples=opts["num_samples"],
+        warmup=opts["warmup"], max_tree_depth=opts["max_tree_depth"], progress=progress,
     )  # fmt: skip
+    return part if comm is None or size == 1 else _gather_chains(part, comm, device)
 
 
 def select_draws(samples: dict[str, torch.Tensor], count: int | None) -> dict[str, torch.Tensor]:

@@ -13,6 +13,7 @@ from pyro.infer.autoguide.initialization import init_to_value
 from torch import nn
 from torch.func import functional_call
 
+from trustml.distributed import Comm, get_comm
 from trustml.uq._bayes_arviz import by_chain, inference_data, predictive_groups, summarize
 from trustml.uq._bayes_common import (
     Prepared,
@@ -200,6 +201,7 @@ class BayesianNN:
         chains: int | None = None,
         max_tree_depth: int | None = None,
         progress: bool | None = None,
+        comm: Any = None,
     ) -> BayesianNN:
         """Infer the posterior over the weights from ``(x, y)``.
 
@@ -222,10 +224,14 @@ class BayesianNN:
             checked against Pyro's loss and gradients on the first minibatch. ``"auto"``
             uses ``"fused"`` when it applies and agrees, else ``"pyro"`` (with a log line).
         num_samples, warmup, chains, max_tree_depth : NUTS, default 200, 200, 2, 8
-            Draws kept and warm-up steps per chain; chains run one after the other, each
-            from its own seed and re-initialised weights.
+            Draws kept and warm-up steps per chain; chains run one after the other (or are
+            spread over ``comm``), each from its own seed and re-initialised weights.
         progress : bool, optional
             Progress bar (with the ELBO); default: only when stderr is a terminal.
+        comm : mpi4py communicator or trustml Comm, optional, NUTS
+            Every rank of ``comm`` calls ``fit`` alike; each runs a block of the chains and
+            all of them end with every chain's draws, the same as one process's. SVI is one
+            optimisation and ignores it.
 
         Returns
         -------
@@ -257,7 +263,10 @@ class BayesianNN:
         if self.inference == "svi":
             self._fit_svi(model, plain, data, ss, device, opts, progress)
         else:
-            self._fit_nuts(model, plain, data, ss, device, opts, progress)
+            self._fit_nuts(
+                model, plain, data, ss, device, opts, progress,
+                None if comm is None else get_comm(comm),
+            )  # fmt: skip
         plain.eval()
         self._plain, self.pyro_model_ = plain, model
         self.sites_ = {n: tuple(s) for n, s in shapes.items()}
@@ -322,11 +331,12 @@ class BayesianNN:
         device: torch.device,
         opts: dict[str, Any],
         progress: bool | None,
+        comm: Comm | None,
     ) -> None:
         with scoped(self._store):
             result = sample_posterior(
                 model, plain, self.module, float(self.prior_scale), data, ss, device, opts,
-                progress=progress,
+                progress=progress, comm=comm,
             )  # fmt: skip
         self.samples_ = result.samples
         self.diverging_ = result.diverging
