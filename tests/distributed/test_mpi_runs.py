@@ -54,11 +54,17 @@ def figures(outdir: Path) -> list[str]:
     return re.findall(r"data:image/png;base64,[A-Za-z0-9+/=]+", (outdir / "report.html").read_text())
 
 
-def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
-    one = serial(["evaluate", str(protocol), "--out", "p1", "--quiet"], tmp_path)
+def one_and_two(mpirun, protocol: Path, cwd: Path, tag: str) -> tuple[Path, Path]:
+    """Evaluate ``protocol`` in one process and under ``mpiexec -n 2``; both must succeed."""
+    one = serial(["evaluate", str(protocol), "--out", f"{tag}1", "--quiet"], cwd)
     assert one.returncode == 0, one.stderr
-    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", "p2", "--quiet", cwd=tmp_path, timeout=300)
+    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(protocol), "--out", f"{tag}2", "--quiet", cwd=cwd, timeout=300)
     assert two.returncode == 0, two.stderr
+    return cwd / f"{tag}1", cwd / f"{tag}2"
+
+
+def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
+    one_and_two(mpirun, protocol, tmp_path, "p")
     assert results(tmp_path / "p2") == results(tmp_path / "p1")
     # The two ranks drew the report's figures between them: the same PNGs as one process.
     assert len(figures(tmp_path / "p1")) >= 5
@@ -122,11 +128,7 @@ def test_every_uncertainty_method_gives_the_same_numbers_on_two_ranks(mpirun, tm
     )
     f = tmp_path / "methods.yaml"
     f.write_text(yaml.safe_dump(raw))
-    one = serial(["evaluate", str(f), "--out", "m1", "--quiet"], tmp_path)
-    assert one.returncode == 0, one.stderr
-    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(f), "--out", "m2", "--quiet", cwd=tmp_path, timeout=300)
-    assert two.returncode == 0, two.stderr
-    a, b = results(tmp_path / "m1"), results(tmp_path / "m2")
+    a, b = (results(out) for out in one_and_two(mpirun, f, tmp_path, "m"))
     order = sorted(a["methods"], key=lambda label: a["methods"][label]["index"])
     assert order == ["deep_ensemble", "mc_dropout", "bayes_svi"]
     assert a == b
@@ -144,12 +146,9 @@ def test_nuts_chains_spread_over_ranks_give_the_draws_of_one_process(mpirun, tmp
     )
     f = tmp_path / "nuts.yaml"
     f.write_text(yaml.safe_dump(raw))
-    one = serial(["evaluate", str(f), "--out", "n1", "--quiet"], tmp_path)
-    assert one.returncode == 0, one.stderr
-    two = mpirun(2, "-m", "trustml.cli", "evaluate", str(f), "--out", "n2", "--quiet", cwd=tmp_path, timeout=300)
-    assert two.returncode == 0, two.stderr
-    a, b = results(tmp_path / "n1"), results(tmp_path / "n2")
+    n1, n2 = one_and_two(mpirun, f, tmp_path, "n")
+    a, b = results(n1), results(n2)
     assert a["methods"]["bayes_nuts"]["diagnostics"]["chains"] == 3
     assert a == b
-    with h5py.File(tmp_path / "n1" / "arrays.h5") as h1, h5py.File(tmp_path / "n2" / "arrays.h5") as h2:
+    with h5py.File(n1 / "arrays.h5") as h1, h5py.File(n2 / "arrays.h5") as h2:
         np.testing.assert_array_equal(h1["test/mean"][()], h2["test/mean"][()])

@@ -14,13 +14,14 @@ classification or of regression all render.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import functools
 import hashlib
 import json
 import math
 import shlex
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 import jinja2
@@ -213,16 +214,13 @@ _PASS: contextvars.ContextVar[_FigurePass | None] = contextvars.ContextVar(
 )
 
 
-class _figure_pass:
-    def __init__(self, figure_pass: _FigurePass) -> None:
-        self.figure_pass = figure_pass
-
-    def __enter__(self) -> _FigurePass:
-        self.token = _PASS.set(self.figure_pass)
-        return self.figure_pass
-
-    def __exit__(self, *exc: object) -> None:
-        _PASS.reset(self.token)
+@contextlib.contextmanager
+def _figure_pass(figure_pass: _FigurePass) -> Iterator[None]:
+    token = _PASS.set(figure_pass)
+    try:
+        yield
+    finally:
+        _PASS.reset(token)
 
 
 def _png(build: Callable[[], Any], label: str, weight: float = 1.0) -> str | None:

@@ -152,7 +152,7 @@ def run_chains(
         accept.append(float(diag["acceptance rate"]["chain 0"]))
     names = per_chain[0] if per_chain else {}
     samples = {n: torch.stack([c[n] for c in per_chain]) for n in names}
-    return ChainResult(samples, diverging, accept, "fused" if engines <= {"fused"} else "pyro")
+    return ChainResult(samples, diverging, accept, "fused" if engines == {"fused"} else "pyro")
 
 
 def _gather_chains(part: ChainResult, comm: Comm, device: torch.device) -> ChainResult:
