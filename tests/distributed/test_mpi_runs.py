@@ -63,6 +63,7 @@ def one_and_two(mpirun, protocol: Path, cwd: Path, tag: str) -> tuple[Path, Path
     return cwd / f"{tag}1", cwd / f"{tag}2"
 
 
+@pytest.mark.determinism
 def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
     one_and_two(mpirun, protocol, tmp_path, "p")
     assert results(tmp_path / "p2") == results(tmp_path / "p1")
@@ -78,6 +79,7 @@ def test_two_ranks_give_the_numbers_of_one(mpirun, protocol, tmp_path):
     ]
 
 
+@pytest.mark.determinism
 def test_a_crashed_rank_resumes_from_its_checkpoints(mpirun, protocol, tmp_path, monkeypatch):
     ref = serial(["evaluate", str(protocol), "--out", "ref", "--quiet"], tmp_path)
     assert ref.returncode == 0, ref.stderr
@@ -107,6 +109,7 @@ def test_invalid_protocol_under_mpi_exits_2_with_one_line(mpirun, tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.determinism
 def test_every_uncertainty_method_gives_the_same_numbers_on_two_ranks(mpirun, tmp_path):
     # Single-network methods are fitted alike on every rank; their predictions and the
     # attributions are sharded. Two attribution methods and a model-based check too.

@@ -118,6 +118,7 @@ def test_one_adam_over_stacked_parameters_is_exactly_per_member_adam():
         assert torch.equal(stacked.detach()[k], singles[k].detach())
 
 
+@pytest.mark.determinism
 @pytest.mark.parametrize("vectorize", [True, False])
 def test_member_k_does_not_depend_on_the_other_members(fields, vectorize):
     x, y = fields
@@ -125,15 +126,17 @@ def test_member_k_does_not_depend_on_the_other_members(fields, vectorize):
     kw = {"epochs": 2, "batch_size": 16, "progress": False}
     alone = ens._fit_members([3], x, y, **kw)
     among = ens._fit_members([4, 3, 0], x, y, **kw)
-    bigger = DeepEnsemble(_cnn, members=9, seed=11, vectorize=vectorize)._fit_members(
-        [3, 8], x, y, **kw
-    )
-    for other, j in ((among, 1), (bigger, 0)):
+    nine = DeepEnsemble(_cnn, members=9, seed=11, vectorize=vectorize)
+    bigger = nine._fit_members([3, 8], x, y, **kw)
+    # 9 members: two blocks of lanes; member 3 sits at another lane of the second block.
+    reordered = nine._fit_members([8, 7, 6, 5, 4, 2, 1, 0, 3], x, y, **kw)
+    for other, j in ((among, 1), (bigger, 0), (reordered, 8)):
         assert other["history"]["loss"][j] == alone["history"]["loss"][0]
         for name, t in alone["state_dicts"][0].items():
             assert torch.equal(other["state_dicts"][j][name], t), name
 
 
+@pytest.mark.determinism
 def test_members_trained_apart_assemble_into_the_full_ensemble(line):
     x, y = line
     kw = {"epochs": 2, "batch_size": 32, "progress": False}

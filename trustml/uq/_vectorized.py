@@ -7,9 +7,17 @@ k's own batch) and returns the members' summed losses ``(K,)``; ``forward`` maps
 
 Adam is element-wise (every update reads only the same element's gradient and moments), so
 one ``torch.optim.Adam`` over parameters stacked along a member axis performs exactly the
-per-member updates; members never mix. Stacked engines pad a single member with a copy of
-itself to two lanes: grouped kernels pick another algorithm for one group, and member k's
-numbers must not depend on how many members train beside it.
+per-member updates; members never mix.
+
+Stacked engines run their members in blocks of exactly :data:`LANE_BLOCK` lanes, the last block
+padded with copies of the first member. oneDNN picks its grouped-convolution kernel, and so
+the order in which a member's sums are added, by the total channel count: by how many members
+are stacked. A member trained beside 2 others then differed in the 8th digit from the same
+member trained beside 3 (seen on AVX2 and AVX-512 hosts alike), so 1 and P MPI ranks gave
+different numbers. With a fixed block the kernel is the same whichever members share it, and
+a member's arithmetic does not depend on its lane (tested under lowered CPU capabilities too).
+Turning oneDNN off instead (ATen then convolves one group at a time) is exact as well, but
+made vectorized training 0.58x the speed of a loop over members.
 """
 
 from __future__ import annotations
@@ -39,6 +47,12 @@ log = logging.getLogger("trustml")
 #: depend on the number of members, so neither does any member's result.
 _CACHE_BYTES = 4 << 20
 _REF_LANES = 8
+
+#: Lanes per block of a stacked engine (see the module docstring). A constant, never a
+#: function of the number of members, the rank or the host: that is what makes member k's
+#: numbers independent of the members beside it. 8 lanes keep the CPU's vector units busy
+#: with the builtin models (``python -m benchmarks.ensemble_training``).
+LANE_BLOCK = 8
 
 
 def _one_line(exc: BaseException) -> str:
@@ -77,21 +91,24 @@ class Engine:
 
 
 class _Stacked(Engine):
-    """Parameters stacked along a leading member axis (padded to at least two lanes)."""
+    """Parameters stacked along a leading member axis, run in blocks of ``LANE_BLOCK`` lanes."""
 
     def __init__(self, modules: list[nn.Module], head: HeadSpec, keys: list[int]) -> None:
         super().__init__(len(modules), head)
-        self.lanes = max(2, len(modules))
-        pad = [modules[0]] * (self.lanes - len(modules))
+        self.lanes = LANE_BLOCK
+        total = -(-len(modules) // LANE_BLOCK) * LANE_BLOCK
+        pad = [modules[0]] * (total - len(modules))
         self.params, self.buffers = stack_module_state(list(modules) + pad)
         device = next(iter(self.params.values())).device
         self.keys = torch.tensor(keys + keys[:1] * len(pad), dtype=torch.int64, device=device)
+        self.blocks = [slice(s, s + LANE_BLOCK) for s in range(0, total, LANE_BLOCK)]
         self._best: dict[str, torch.Tensor] | None = None
 
-    def _lanes(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[0] == self.lanes:
+    def _padded(self, x: torch.Tensor) -> torch.Tensor:
+        total = self.blocks[-1].stop
+        if x.shape[0] == total:
             return x
-        return torch.cat([x, x[:1].expand(self.lanes - x.shape[0], *x.shape[1:])])
+        return torch.cat([x, x[:1].expand(total - x.shape[0], *x.shape[1:])])
 
     def start(self, lr: float, weight_decay: float) -> None:
         self.opt = torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay)
@@ -120,32 +137,56 @@ class _Stacked(Engine):
                 if n in state:
                     t.copy_(state[n][k])
 
-    def _outputs(self, x: torch.Tensor, *, train: bool, step: int, offset: int) -> torch.Tensor:
+    def _outputs(
+        self, block: slice, x: torch.Tensor, *, train: bool, step: int, offset: int
+    ) -> torch.Tensor:
+        """Outputs ``(LANE_BLOCK, b, O)`` of the lanes ``block`` on their inputs ``x``."""
         raise NotImplementedError
+
+    def _block_state(
+        self, block: slice
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], torch.Tensor]:
+        if len(self.blocks) == 1:  # no views: autograd then writes the gradients in place
+            return self.params, self.buffers, self.keys
+        return (
+            {n: t[block] for n, t in self.params.items()},
+            {n: t[block] for n, t in self.buffers.items()},
+            self.keys[block],
+        )
 
     def _chunks(self, b: int) -> Iterator[slice]:
         yield slice(0, b)
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        x, y = self._lanes(x), self._lanes(y)
+        x, y = self._padded(x), self._padded(y)
         b = x.shape[1]
-        total = torch.zeros(self.lanes, device=x.device)
-        for part in self._chunks(b):
-            out = self._outputs(x[:, part], train=True, step=step, offset=part.start)
-            sums = self.head.loss_sums(out, y[:, part])
-            (sums.sum() / b).backward()
-            total += sums.detach()
+        total = torch.zeros(x.shape[0], device=x.device)
+        for block in self.blocks:
+            for part in self._chunks(b):
+                out = self._outputs(
+                    block, x[block, part], train=True, step=step, offset=part.start
+                )
+                sums = self.head.loss_sums(out, y[block, part])
+                (sums.sum() / b).backward()
+                total[block] += sums.detach()
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return total[: self.members]
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xs = x.unsqueeze(0).expand(self.lanes, *x.shape)
+        xs = x.unsqueeze(0).expand(LANE_BLOCK, *x.shape)
         outs = [
-            self._outputs(xs[:, p], train=False, step=0, offset=0) for p in self._chunks(len(x))
+            torch.cat(
+                [
+                    self._outputs(block, xs[:, p], train=False, step=0, offset=0)
+                    for p in self._chunks(len(x))
+                ],
+                dim=1,
+            )
+            for block in self.blocks
         ]
-        return torch.cat(outs, dim=1)[: self.members]
+        return torch.cat(outs)[: self.members]
 
 
 class _Grouped(_Stacked):
@@ -163,8 +204,11 @@ class _Grouped(_Stacked):
         for s in range(0, b, step):
             yield slice(s, min(s + step, b))
 
-    def _outputs(self, x: torch.Tensor, *, train: bool, step: int, offset: int) -> torch.Tensor:
-        return self.fwd(self.params, x, train=train, keys=self.keys, step=step, offset=offset)
+    def _outputs(
+        self, block: slice, x: torch.Tensor, *, train: bool, step: int, offset: int
+    ) -> torch.Tensor:
+        params, _, keys = self._block_state(block)
+        return self.fwd(params, x, train=train, keys=keys, step=step, offset=offset)
 
 
 class _Vmap(_Stacked):
@@ -186,10 +230,13 @@ class _Vmap(_Stacked):
         # k's stream to the others; such models train in the loop instead.
         self._fn = vmap(call, randomness="error")
 
-    def _outputs(self, x: torch.Tensor, *, train: bool, step: int, offset: int) -> torch.Tensor:
+    def _outputs(
+        self, block: slice, x: torch.Tensor, *, train: bool, step: int, offset: int
+    ) -> torch.Tensor:
+        params, buffers, _ = self._block_state(block)
         self.base.train(train)
         self.clock.step = step
-        return self._fn(self.params, self.buffers, x)
+        return self._fn(params, buffers, x)
 
 
 class _Loop(Engine):
@@ -298,8 +345,8 @@ def _mismatch(engine: Engine, ref: torch.Tensor, probe: torch.Tensor) -> str | N
 
 
 def _check_vmap_training(engine: _Vmap, probe: torch.Tensor) -> None:
-    xs = probe.unsqueeze(0).expand(engine.lanes, *probe.shape)
-    engine._outputs(xs, train=True, step=0, offset=0).sum().backward()
+    xs = probe.unsqueeze(0).expand(LANE_BLOCK, *probe.shape)
+    engine._outputs(engine.blocks[0], xs, train=True, step=0, offset=0).sum().backward()
     for p in engine.params.values():
         p.grad = None
 
