@@ -1,8 +1,11 @@
 """The ``trustml`` command: parse arguments, call protocol/report; nothing else.
 
 Exit status: 0 every acceptance criterion holds (``verify``: the run reproduced); 1 the run
-finished and some criterion fails (``verify``: some number differs); 2 the protocol, its data
-or a results folder is invalid (one line on stderr, nothing written).
+finished and some criterion fails (``verify``: some number differs); 2 the protocol, its data,
+``--out`` or a results folder is invalid (one line on stderr, nothing written); 3 the run could
+not finish (a diverging model, memory, a user's code raising: one line naming the stage, no
+report written, ``--debug`` shows the traceback); 130 / 143 interrupted by Ctrl-C / SIGTERM
+(one line saying what was kept).
 """
 
 from __future__ import annotations
@@ -12,15 +15,26 @@ import contextlib
 import gc
 import importlib
 import logging
+import signal
 import sys
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
+from types import FrameType
 
-from trustml.exceptions import TrustmlInputError
+from trustml.exceptions import (
+    EXIT_FAIL,
+    EXIT_INVALID,
+    EXIT_PASS,
+    EXIT_UNFINISHED,
+    RunFailed,
+    RunInterrupted,
+    TrustmlInputError,
+)
 
 __all__ = ["console", "main"]
 
-EXIT_PASS, EXIT_FAIL, EXIT_INVALID = 0, 1, 2
+EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
@@ -38,11 +52,27 @@ def _build_parser() -> argparse.ArgumentParser:
         "Calibrated uncertainty, checked explanations, reproducible reports.",
     )
     p.add_argument("--version", action="version", version=f"trustml {__version__}")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug", action="store_true", help="on an error, print the Python traceback too"
+    )
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
-    ev = sub.add_parser("evaluate", help="run an evaluation protocol and write its report")
+    ev = sub.add_parser(
+        "evaluate", help="run an evaluation protocol and write its report", parents=[common]
+    )
     ev.add_argument("protocol", help="protocol YAML file")
-    ev.add_argument("--out", help="output folder (default: report.out, else reports/NAME)")
+    ev.add_argument(
+        "--out",
+        help="output folder (default: report.out, else reports/NAME); must be new, empty or "
+        "a trustml run folder",
+    )
+    ev.add_argument(
+        "--force",
+        action="store_true",
+        help="write into an --out folder that holds other files (only trustml's own files "
+        "in it are replaced; nothing else is touched)",
+    )
     ev.add_argument(
         "--set",
         dest="overrides",
@@ -53,7 +83,9 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ev.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
 
-    ver = sub.add_parser("verify", help="re-run a finished evaluation and check it reproduces")
+    ver = sub.add_parser(
+        "verify", help="re-run a finished evaluation and check it reproduces", parents=[common]
+    )
     ver.add_argument("outdir", help="a folder written by 'trustml evaluate'")
     ver.add_argument(
         "--rtol",
@@ -64,19 +96,24 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     ver.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
 
-    rep = sub.add_parser("report", help="re-render report.html from saved results (no re-run)")
+    rep = sub.add_parser(
+        "report", help="re-render report.html from saved results (no re-run)", parents=[common]
+    )
     rep.add_argument("outdir", help="a folder written by 'trustml evaluate'")
 
-    init = sub.add_parser("init", help="write a commented starter protocol")
+    init = sub.add_parser("init", help="write a commented starter protocol", parents=[common])
     init.add_argument("path", nargs="?", default="protocol.yaml", help="where to write it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
 
     data = sub.add_parser("data", help="builtin datasets")
     dsub = data.add_subparsers(dest="data_command", required=True, parser_class=_Parser)
-    ex = dsub.add_parser("export", help="write a builtin dataset as HDF5 in trustml's layout")
+    ex = dsub.add_parser(
+        "export", help="write a builtin dataset as HDF5 in trustml's layout", parents=[common]
+    )
     ex.add_argument("name", help="builtin dataset name (cosmology2d, cosmology3d, digits)")
     ex.add_argument("out", help="output .h5 file")
     ex.add_argument("--seed", type=int, default=0)
+    ex.add_argument("--force", action="store_true", help="overwrite an existing file")
     ex.add_argument(
         "--option",
         action="append",
@@ -98,6 +135,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         out=args.out,
         progress=False if args.quiet else None,
         command=["trustml", *sys.argv[1:]],
+        force=args.force,
     )
     if outcome.results is None:  # an MPI rank other than 0: rank 0 reports
         return EXIT_PASS if outcome.passed else EXIT_FAIL
@@ -169,8 +207,16 @@ def _data_export(args: argparse.Namespace) -> int:
         if "=" not in item:
             raise TrustmlInputError(f"--option expects KEY=VALUE, got {item!r}")
         key, value = item.split("=", 1)
+        flag = {"seed": "--seed", "overwrite": "--force"}.get(key.strip())
+        if flag is not None:
+            raise TrustmlInputError(f"--option {key.strip()}: not a dataset option; use {flag}")
         options[key.strip()] = load_yaml(value, source=f"--option {key}")
-    path = export_builtin(args.name, args.out, seed=args.seed, **options)
+    out = Path(args.out)
+    if out.is_dir():
+        raise TrustmlInputError(f"{out}: is a folder; give the path of the .h5 file to write")
+    if out.exists() and not args.force:  # the rule of 'trustml init'
+        raise TrustmlInputError(f"{out}: already exists; pass --force to overwrite")
+    path = export_builtin(args.name, out, seed=args.seed, overwrite=args.force, **options)
     print(f"wrote {path}")
     return EXIT_PASS
 
@@ -201,17 +247,70 @@ def main(argv: list[str] | None = None) -> int:
         "init": _init,
         "data": _data_export,
     }
+    debug = getattr(args, "debug", False)
     try:
-        return handlers[args.command](args)
+        with _sigterm_raises():
+            return handlers[args.command](args)
     except TrustmlInputError as exc:
         # Under MPI every rank meets the same invalid input; one of them says so.
         if _rank() == 0:
-            message = " ".join(str(exc).split())  # exactly one line
-            print(f"trustml: error: {message}", file=sys.stderr)
+            _say(exc, debug)
         return EXIT_INVALID
+    except RunFailed as exc:
+        _say(exc, debug, hint=True)
+        return EXIT_UNFINISHED
+    except _Terminated:
+        print("trustml: terminated; nothing was written", file=sys.stderr)
+        return EXIT_TERMINATED
+    except RunInterrupted as exc:
+        print(f"trustml: {' '.join(str(exc).split())}", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc.__context__, _Terminated) else EXIT_INTERRUPTED
     except KeyboardInterrupt:
         print("trustml: interrupted; nothing was written", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
+    except Exception as exc:  # noqa: BLE001 - a bug or an unforeseen failure: one line, exit 3
+        lines = str(exc).strip().splitlines()
+        _say(
+            f"unexpected {type(exc).__name__}: {lines[0] if lines else ''}".rstrip(": "),
+            debug,
+            hint=True,
+            exc=exc,
+        )
+        return EXIT_UNFINISHED
+
+
+def _say(
+    what: BaseException | str, debug: bool, *, hint: bool = False, exc: BaseException | None = None
+) -> None:
+    """One line on stderr (the traceback first with ``--debug``)."""
+    exc = what if isinstance(what, BaseException) else exc
+    if debug and exc is not None:
+        traceback.print_exception(exc, file=sys.stderr)
+    message = " ".join(str(what).split())  # exactly one line
+    if hint and not debug:
+        message += " (run with --debug for the traceback)"
+    print(f"trustml: error: {message}", file=sys.stderr)
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM (a batch system's time limit, ``kill``): unwound like Ctrl-C, so that what a
+    run was writing is cleaned up and the last line says what was kept."""
+
+
+@contextlib.contextmanager
+def _sigterm_raises() -> Iterator[None]:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise _Terminated()
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 #: What the commands that train import sooner or later: loaded up front with the garbage

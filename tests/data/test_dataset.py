@@ -18,6 +18,7 @@ def test_public_names():
             "DataError",
             "HDF5Dataset",
             "builtin_names",
+            "check_targets_vary",
             "export_builtin",
             "load_builtin",
             "split_indices",

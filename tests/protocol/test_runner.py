@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from trustml.distributed import SerialComm
+from trustml.exceptions import RunFailed
 from trustml.protocol import parse_protocol, run_protocol
 from trustml.protocol import runner as runner_mod
 
@@ -83,8 +84,10 @@ def test_a_failure_mid_run_leaves_checkpoints_but_no_report(tmp_path, monkeypatc
         raise RuntimeError("attribution crashed")
 
     monkeypatch.setattr(runner_mod, "attribute_and_check", boom)
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RunFailed, match=r"^attribution failed: RuntimeError: attribution crashed; 2 finished member checkpoint\(s\) kept in .*checkpoints: run the same command again") as info:
         run_protocol(p, "", out=tmp_path / "out", progress=False)
-    # Nothing that looks like a report; the finished members are kept for a resume.
-    assert [x.name for x in (tmp_path / "out").iterdir()] == ["checkpoints"]
+    assert isinstance(info.value.__cause__, RuntimeError)  # the original, for --debug
+    # Nothing that looks like a report; the finished members are kept for a resume, in a
+    # folder marked as trustml's (so the resume may write into it).
+    assert sorted(x.name for x in (tmp_path / "out").iterdir()) == [".trustml-run", ".trustml.lock", "checkpoints"]
     assert len(list((tmp_path / "out" / "checkpoints" / "deep_ensemble").glob("member-*.pt"))) == 2

@@ -28,7 +28,8 @@ def test_round_trip_preserves_every_group(results, tmp_path):
     results.arrays["extra/empty"] = np.zeros((0, 3), dtype=np.int32)
     out = results.write(tmp_path / "run")
     assert out == (tmp_path / "run").resolve()
-    assert sorted(p.name for p in out.iterdir()) == sorted(RESULT_FILES)
+    # The results files, and the marker that makes the folder recognisably trustml's.
+    assert sorted(p.name for p in out.iterdir()) == sorted([*RESULT_FILES, ".trustml-run"])
 
     loaded = RunResults.load(out)
     assert loaded.summary == results.summary

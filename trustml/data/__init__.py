@@ -34,12 +34,38 @@ __all__ = [
     "DataError",
     "HDF5Dataset",
     "builtin_names",
+    "check_targets_vary",
     "export_builtin",
     "load_builtin",
     "split_indices",
     "target_names",
     "temporal_split_indices",
 ]
+
+
+def check_targets_vary(
+    dataset: BaseDataset, indices: object = None, *, split: str | None = None
+) -> None:
+    """Raise :class:`DataError` when a regression target is constant over ``indices``.
+
+    Same as :meth:`BaseDataset.check_targets_vary`. Run it on the training split before
+    training a regression model: a constant target has zero spread, which nothing downstream
+    (standardisation, the climatology baseline, Gaussian scores) can use. A constant target in
+    a distribution-shifted test set is fine, so loading a dataset does not check it.
+
+    Parameters
+    ----------
+    dataset : BaseDataset
+    indices : array of int, optional
+        The samples to check; default all.
+    split : str, optional
+        Their name in the message (``"train"``).
+
+    Examples
+    --------
+    >>> check_targets_vary(ds, parts["train"], split="train")
+    """
+    dataset.check_targets_vary(indices, split=split)
 
 
 def target_names(dataset: BaseDataset) -> list[str]:

@@ -369,6 +369,63 @@ class BaseDataset(Dataset, abc.ABC):
                     f"{self._prefix}: {name} has {count} {what}, first at sample {first}"
                 )
 
+    def check_targets_vary(self, indices: Any = None, *, split: str | None = None) -> None:
+        """Check that every regression target varies over the samples (streamed, targets only).
+
+        A constant target column cannot be learned or scored: its spread is 0, so standardising
+        it, the climatology baseline and every Gaussian score divide by zero. Classification
+        datasets, and fewer than two samples, are not checked.
+
+        Parameters
+        ----------
+        indices : array of int of shape (n,), or boolean mask of shape (N,), optional
+            The samples to check (e.g. the training split); default all.
+        split : str, optional
+            A name for those samples in the message, e.g. ``"train"``.
+
+        Raises
+        ------
+        DataError
+            Naming the file (or source), the targets array, the column and its one value, e.g.
+            ``"d.h5: '/y' target 1 ('n') is constant (every sample 3.0); a regression target
+            must vary"``.
+        """
+        if self.task_hint != "regression":
+            return
+        idx = None if indices is None else np.sort(self._check_indices(indices))
+        n = self.n_samples if idx is None else idx.size
+        if n < 2:
+            return
+        row = self._target_dtype.itemsize * int(np.prod(self._raw_target_shape, dtype=np.int64))
+        step = max(1, self._stream_bytes // max(row, 1))
+        lo = hi = None
+        for start in range(0, n, step):
+            if idx is None:
+                _, y = self._raw_slice(start, min(start + step, n), inputs=False)
+            else:
+                _, y = self._raw(idx[start : start + step], inputs=False)
+            flat = y.reshape(len(y), -1)
+            b_lo, b_hi = flat.min(axis=0), flat.max(axis=0)
+            lo = b_lo if lo is None else np.minimum(lo, b_lo)
+            hi = b_hi if hi is None else np.maximum(hi, b_hi)
+        constant = np.flatnonzero(lo == hi)  # NaN never compares equal: validate() names it
+        if constant.size == 0:
+            return
+        j = int(constant[0])
+        names = self.target_names
+        label = f" ({names[j]!r})" if j < len(names) and names[j] != f"y{j}" else ""
+        where = f" in the {split} split ({n} samples)" if split else ""
+        value = np.format_float_positional(lo[j], trim="0")
+        more = ""
+        if constant.size > 1:
+            others = ", ".join(str(int(k)) for k in constant[1:])
+            plural = constant.size > 2
+            more = f" (as {'are targets' if plural else 'is target'} {others})"
+        raise DataError(
+            f"{self._prefix}: {self._target_name} target {j}{label} is constant{where} "
+            f"(every sample {value}){more}; a regression target must vary"
+        )
+
     # -- classes and names ------------------------------------------------------------------
     @property
     def n_classes(self) -> int | None:

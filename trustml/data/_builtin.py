@@ -15,7 +15,7 @@ import numpy as np
 from trustml.data import _climate, _enso, _jets
 from trustml.data._array import ArrayDataset
 from trustml.data._grf import power_law_fields
-from trustml.data._hdf5 import write_hdf5
+from trustml.data._hdf5 import check_destination, write_hdf5
 from trustml.exceptions import DataError
 from trustml.registry import Registry
 from trustml.utils.seeding import SeedLike, child
@@ -399,7 +399,12 @@ def load_builtin(name: str, *, seed: SeedLike, **options: Any) -> ArrayDataset:
 
 
 def export_builtin(
-    name: str, path: str | os.PathLike[str], *, seed: SeedLike, **options: Any
+    name: str,
+    path: str | os.PathLike[str],
+    *,
+    seed: SeedLike,
+    overwrite: bool = True,
+    **options: Any,
 ) -> Path:
     """Write a builtin dataset to an HDF5 file that :class:`HDF5Dataset` reads.
 
@@ -416,14 +421,25 @@ def export_builtin(
         As for :func:`load_builtin`.
     path : str or path-like
         Destination file (parent folders are created).
+    overwrite : bool, default True
+        Replace an existing file at ``path``; with False an existing file is an error.
 
     Returns
     -------
     pathlib.Path
         ``path``; ``HDF5Dataset(path)`` has the same :meth:`~BaseDataset.fingerprint` as
         ``load_builtin(name, seed=seed, **options)``.
+
+    Raises
+    ------
+    DataError
+        For an invalid name or option (as :func:`load_builtin`), a ``path`` that is a folder
+        or whose folder cannot be created, or an existing file with ``overwrite=False``.
     """
     spec, opts = _resolve(name, options)
+    check_destination(path)  # before generating: a wrong path fails fast
+    if not overwrite and Path(path).exists():
+        raise DataError(f"{path}: already exists")
     ds = load_builtin(name, seed=seed, **options)
     seed_attr = seed if isinstance(seed, int) and not isinstance(seed, bool) else repr(seed)
     return write_hdf5(

@@ -23,7 +23,7 @@ from trustml.data._checks import (
 )
 from trustml.exceptions import DataError
 
-__all__ = ["HDF5Dataset", "write_hdf5"]
+__all__ = ["HDF5Dataset", "check_destination", "write_hdf5"]
 
 #: Chunk cache per open dataset: enough to keep a few compressed chunks across random reads.
 _CACHE_BYTES = 16 << 20
@@ -360,8 +360,14 @@ def write_hdf5(
         An h5py filter name (``"gzip"``, ``"lzf"``).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    check_destination(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise DataError(
+            f"{path}: cannot write in folder {path.parent} ({exc.strerror or one_line(exc)})"
+        ) from None
     os.close(fd)
     try:
         with h5py.File(tmp, "w") as f:
@@ -384,8 +390,40 @@ def write_hdf5(
                 ds = f.create_dataset(key, data=arr, **kw)
                 ds.attrs.update(dict(extra or {}))
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):  # disk full, the path became a folder meanwhile...
+            raise DataError(
+                f"{path}: cannot write the HDF5 file ({exc.strerror or one_line(exc)})"
+            ) from None
         raise
+    return path
+
+
+def check_destination(path: str | os.PathLike[str]) -> Path:
+    """Check that an HDF5 file can be written at ``path`` (nothing is created).
+
+    ``path`` must not be a folder, and its parent folder must exist or be creatable: the
+    nearest existing ancestor is a writable folder.
+
+    Raises
+    ------
+    DataError
+        One line naming the path and what is wrong.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise DataError(f"{path}: is a folder; give the path of the .h5 file to write")
+    ancestor = path.parent
+    while not ancestor.exists():
+        if ancestor == ancestor.parent:
+            break
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise DataError(
+            f"{path}: cannot create folder {path.parent}: {ancestor} is a file, not a folder"
+        )
+    if not os.access(ancestor, os.W_OK | os.X_OK):
+        raise DataError(f"{path}: cannot create it: no permission to write in {ancestor}")
     return path

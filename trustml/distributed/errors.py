@@ -9,6 +9,7 @@ import traceback
 from collections.abc import Iterator
 
 from trustml.distributed.comm import Comm
+from trustml.exceptions import EXIT_INVALID, EXIT_UNFINISHED, TrustmlInputError
 
 __all__ = ["abort_on_error"]
 
@@ -43,5 +44,7 @@ def abort_on_error(comm: Comm) -> Iterator[None]:
             flush=True,
         )
         time.sleep(FORWARD_GRACE_S)
-        comm.abort(1)
+        # The job's exit status says what the CLI says: bad input on one rank (a corrupt
+        # shard) 2, anything else 3 (the run could not finish).
+        comm.abort(EXIT_INVALID if isinstance(exc, TrustmlInputError) else EXIT_UNFINISHED)
         raise

@@ -41,14 +41,15 @@ NUTS_MAX_WEIGHTS = 5000
 _DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 
-def _where(protocol: Protocol, i: int) -> str:
+def where(protocol: Protocol, i: int) -> str:
+    """The key path of method ``i`` in error messages."""
     return f"uncertainty[{i}]" if len(protocol.methods) > 1 else "uncertainty"
 
 
 def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
     """Protocol errors a method would only hit after training starts, raised up front."""
     spec = protocol.methods[i]
-    where = _where(protocol, i)
+    at = where(protocol, i)
     if spec.method == "mc_dropout":
         rates = [m.p for m in probe.modules() if isinstance(m, _DROPOUT)]
         if not any(p > 0 for p in rates):
@@ -56,7 +57,7 @@ def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
                 "mc_dropout needs a model with dropout layers (p > 0); "
                 + ("the builtin models take options: {dropout: 0.1}" if protocol.model.builtin
                    else "the factory's model has none"),
-                key=f"{where}.method" if protocol.model.factory else "model.options.dropout",
+                key=f"{at}.method" if protocol.model.factory else "model.options.dropout",
             )  # fmt: skip
     if spec.method == "bayes_nuts":
         n = sum(p.numel() for p in probe.parameters())
@@ -64,7 +65,7 @@ def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
             raise ProtocolError(
                 f"bayes_nuts suits small networks (<= {NUTS_MAX_WEIGHTS} weights); this model "
                 f"has {n}. Use bayes_svi (optionally with bayesian_layers) or a smaller model",
-                key=f"{where}.method",
+                key=f"{at}.method",
             )
     if spec.method == "bayes_svi" and spec.bayesian_layers:
         names = [n for n, _ in probe.named_modules() if n]
@@ -73,7 +74,7 @@ def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
                 raise ProtocolError(
                     f"no layer of the model is named {prefix!r}; layers: "
                     + ", ".join(n for n in names if "." not in n or n.count(".") == 1)[:300],
-                    key=f"{where}.bayesian_layers[{j}]",
+                    key=f"{at}.bayesian_layers[{j}]",
                 )
 
 
@@ -162,7 +163,7 @@ def fit_method(
         if t.weight_decay:
             raise ProtocolError(
                 "bayes_svi has a prior instead of weight decay; set prior_scale",
-                key=f"{_where(protocol, i)}.train.weight_decay",
+                key=f"{where(protocol, i)}.train.weight_decay",
             )
         return bnn.fit(train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, progress=progress)
     return bnn.fit(

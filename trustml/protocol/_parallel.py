@@ -187,7 +187,6 @@ def write_shared(
     outdir: str | Path,
     *,
     comm: Comm,
-    keep: tuple[str, ...] = (),
 ) -> Path | None:
     """Collective :meth:`~trustml.report.RunResults.write`: every rank of ``comm`` draws part of the report.
 
@@ -200,7 +199,7 @@ def write_shared(
     ----------
     results : RunResults or None
         Read on rank 0 only (the other ranks pass ``None``).
-    outdir, keep
+    outdir
         As for :meth:`~trustml.report.RunResults.write`.
     comm : trustml.distributed.Comm
         Every rank must call this function.
@@ -212,7 +211,7 @@ def write_shared(
     """
     if comm.size == 1:
         assert results is not None
-        return results.write(outdir, keep=keep)
+        return results.write(outdir)
     shared = None
     if comm.rank == 0:
         assert results is not None
@@ -233,4 +232,4 @@ def write_shared(
         return None
     assert results is not None and parts is not None
     merged = {key: value for part in parts for key, value in part.items()}
-    return results.write(outdir, keep=keep, drawn=merged)
+    return results.write(outdir, drawn=merged)

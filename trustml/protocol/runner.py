@@ -23,19 +23,32 @@ import numpy as np
 import torch
 
 from trustml.calibration import IsotonicRecalibration, SplitConformal, TemperatureScaling
-from trustml.data import BaseDataset, HDF5Dataset, load_builtin, split_indices
+from trustml.data import (
+    BaseDataset,
+    HDF5Dataset,
+    check_targets_vary,
+    load_builtin,
+    split_indices,
+)
 from trustml.distributed import Comm, abort_on_error, get_comm
-from trustml.exceptions import ProtocolError, TrustmlInputError
+from trustml.exceptions import (
+    ProtocolError,
+    RunFailed,
+    RunInterrupted,
+    TrustmlInputError,
+)
 from trustml.models import build_from_factory, build_model, model_summary
-from trustml.protocol import _methods, _scoring
+from trustml.protocol import _methods, _scoring, _sizes
 from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._parallel import predict_sharded, write_shared
+from trustml.protocol._stages import claimed, left_behind, run_stage
 from trustml.protocol.schema import HDF5Source, Protocol, UncertaintySpec
 from trustml.report import RunResults
 from trustml.uq import Predictive
+from trustml.utils.rundir import check_outdir
 from trustml.utils.seeding import child
 
-__all__ = ["RunOutcome", "run_protocol", "resolve_outdir", "dataset_fingerprint"]
+__all__ = ["RunOutcome", "run_protocol", "run_stage", "resolve_outdir", "dataset_fingerprint"]
 
 log = logging.getLogger("trustml")
 
@@ -79,6 +92,8 @@ class _Plan:
 def resolve_outdir(protocol: Protocol, out: str | Path | None) -> Path:
     """``--out`` wins, then ``report.out``, then ``reports/<name>``."""
     if out is not None:
+        if not str(out).strip():  # Path("") would be the current directory
+            raise TrustmlInputError("--out: an empty path; name the folder to write the report to")
         return Path(out)
     if protocol.report.out:
         return Path(protocol.report.out)
@@ -159,18 +174,28 @@ def _split(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray]:
     return split_indices(len(ds), fractions, seed=child(protocol.seed, "split"), groups=ds.groups)
 
 
+#: More classes than this and than samples means the labels are not 0..C-1 class indices.
+_MAX_CLASSES = 100_000
+
+
 def _count_classes(ds: BaseDataset) -> int:
     top = -1
     for _, yb, _ in ds.iter_batches(batch_size=4096):
         if np.any(yb < 0):
             raise TrustmlInputError(f"{ds.source}: class labels must be >= 0")
         top = max(top, int(yb.max()))
+    if top + 1 > max(_MAX_CLASSES, len(ds)):
+        raise TrustmlInputError(
+            f"{ds.source}: class labels run up to {top}, but there are only {len(ds)} samples; "
+            "labels must be class indices 0..C-1"
+        )
     return top + 1
 
 
 def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
     _check_available(protocol)
     device = _device(protocol, comm)
+    _sizes.check_data_size(protocol)
     ds = _load_dataset(protocol, base_dir)
     if ds.task_hint != protocol.task:
         raise ProtocolError(
@@ -202,6 +227,8 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
                 f"the {name} split has {len(idx)} samples; use more data or a larger fraction",
                 key="data.split",
             )
+    if protocol.task == "regression":
+        check_targets_vary(ds, splits["train"], split="train")
     m = protocol.model
 
     def make_model() -> torch.nn.Module:
@@ -213,8 +240,10 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
             m.factory, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options
         )
 
+    _sizes.check_model_size(protocol, make_model, comm)
     try:
-        probe = make_model()
+        with run_stage("building the model"):
+            probe = make_model()
     except TrustmlInputError as exc:
         raise ProtocolError(str(exc), key="model") from None
     x0, _ = ds.read(splits["train"][:2])
@@ -235,6 +264,13 @@ def _plan(protocol: Protocol, base_dir: Path, comm: Comm) -> _Plan:
         raise ProtocolError(
             f"the model outputs shape {list(out.shape)}; expected [N, {expected}]", key="model"
         )
+    if spec is not None and "gradcam" in spec.methods:
+        if not any(isinstance(mod, torch.nn.modules.conv._ConvNd) for mod in probe.modules()):
+            raise ProtocolError(
+                f"'gradcam' explains a convolution layer, and the model "
+                f"({m.builtin or m.factory}) has none; choose another attribution method",
+                key="attribution.methods",
+            )
     for i in range(len(protocol.methods)):
         _methods.check_method(protocol, i, probe)
     shifts = _load_shifts(protocol, base_dir, ds)
@@ -251,6 +287,7 @@ def run_protocol(
     progress: bool | None = None,
     command: list[str] | None = None,
     comm: Any = None,
+    force: bool = False,
 ) -> RunOutcome:
     """Run ``protocol`` and (by default) write its report atomically.
 
@@ -274,23 +311,41 @@ def run_protocol(
         Default: ``MPI.COMM_WORLD`` when started by ``mpiexec``/``srun``, else one process.
         Members, predictions and attributions are spread over the ranks; the numbers do not
         depend on the number of ranks. Rank 0 alone holds the results and writes the report.
+    force : bool
+        Write into an output folder that is neither new, empty nor a trustml run folder
+        (only trustml's own files in it are replaced; see :mod:`trustml.utils.rundir`).
 
     Returns
     -------
     RunOutcome
         ``results`` is ``None`` on ranks other than 0; ``verdict`` is known on every rank.
+
+    Raises
+    ------
+    TrustmlInputError
+        The protocol, its data or the output folder is invalid (nothing is written).
+    RunFailed
+        The run could not finish; the message names the stage, the cause and what was kept.
+    RunInterrupted
+        Ctrl-C (or SIGTERM, under the CLI); the message says what was kept.
     """
     comm = get_comm(comm)
     torch.use_deterministic_algorithms(True, warn_only=True)
     _check_threads(comm)
     started = time.perf_counter()
-    # Every rank validates alike: an invalid protocol fails on all of them, before any work.
-    plan = _plan(protocol, Path(base_dir), comm)
-    outdir = resolve_outdir(protocol, out) if write else None
-    with abort_on_error(comm):
-        return _execute(
-            protocol, protocol_text, plan, outdir, comm, progress, command, Path(base_dir), started
-        )
+    outdir = check_outdir(resolve_outdir(protocol, out), force=force) if write else None
+    try:
+        # Every rank validates alike: an invalid protocol fails on all of them, before any work.
+        plan = _plan(protocol, Path(base_dir), comm)
+        with claimed(outdir, force, comm), abort_on_error(comm):
+            return _execute(
+                protocol, protocol_text, plan, outdir, comm, progress, command,
+                Path(base_dir), started,
+            )  # fmt: skip
+    except RunFailed as exc:
+        raise RunFailed(exc.stage, exc.cause, left=left_behind(outdir)) from exc.__cause__
+    except KeyboardInterrupt:
+        raise RunInterrupted(f"interrupted; {left_behind(outdir)}") from None
 
 
 def _check_threads(comm: Comm) -> str | None:
@@ -338,46 +393,51 @@ def _execute(
     train = ds.subset(splits["train"])
     for i, spec in enumerate(protocol.methods):
         t0 = time.perf_counter()
-        model = _methods.fit_method(
-            protocol, i, train=train, make_model=plan.make_model, device=plan.device,
-            fingerprint=fingerprint, comm=comm,
-            checkpoint_dir=outdir / "checkpoints" if outdir is not None else None,
-            progress=show,
-        )  # fmt: skip
+        with run_stage(f"training {spec.name!r}"):
+            model = _methods.fit_method(
+                protocol, i, train=train, make_model=plan.make_model, device=plan.device,
+                fingerprint=fingerprint, comm=comm,
+                checkpoint_dir=outdir / "checkpoints" if outdir is not None else None,
+                progress=show,
+            )  # fmt: skip
         t1 = time.perf_counter()
         opts = _methods.predict_options(spec)
-        predictions[spec.name] = (
-            predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
-            predict_sharded(model, ds, splits["test"], comm=comm, **opts),
-        )
+        with run_stage(f"predicting with {spec.name!r}"):
+            predictions[spec.name] = (
+                predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
+                predict_sharded(model, ds, splits["test"], comm=comm, **opts),
+            )
         fitted[spec.name] = model
         timings[f"{spec.name}.fit"] = round(t1 - t0, 2)
         timings[f"{spec.name}.predict"] = round(time.perf_counter() - t1, 2)
     primary = protocol.primary
-    shift_predictions = {
-        name: predict_sharded(
-            fitted[primary.name], sds, np.arange(len(sds)), comm=comm,
-            **_methods.predict_options(primary),
-        )  # fmt: skip
-        for name, sds in plan.shifts.items()
-    }
+    with run_stage("predicting the shifted test sets"):
+        shift_predictions = {
+            name: predict_sharded(
+                fitted[primary.name], sds, np.arange(len(sds)), comm=comm,
+                **_methods.predict_options(primary),
+            )  # fmt: skip
+            for name, sds in plan.shifts.items()
+        }
 
     # Calibration and scoring need every prediction: rank 0 alone from here, but attribution,
     # which is sharded again, needs the classes it explains.
     stage: dict[str, Any] | None = None
     if comm.rank == 0:
         t0 = time.perf_counter()
-        stage = _score(protocol, plan, predictions, shift_predictions, fitted)
+        with run_stage("scoring"):
+            stage = _score(protocol, plan, predictions, shift_predictions, fitted)
         timings["scoring"] = round(time.perf_counter() - t0, 2)
     attribution_summary = None
     if protocol.attribution is not None:
         t0 = time.perf_counter()
         targets = comm.bcast(stage["attribution_targets"] if stage is not None else None)
-        attribution_summary = attribute_and_check(
-            protocol, plan.dataset, plan.splits["test"], fitted[primary.name], targets,
-            comm=comm, arrays=stage["arrays"] if stage is not None else None,
-            target_names=plan.target_names,
-        )  # fmt: skip
+        with run_stage("attribution"):
+            attribution_summary = attribute_and_check(
+                protocol, plan.dataset, plan.splits["test"], fitted[primary.name], targets,
+                comm=comm, arrays=stage["arrays"] if stage is not None else None,
+                target_names=plan.target_names,
+            )  # fmt: skip
         timings["attribution"] = round(time.perf_counter() - t0, 2)
 
     verdict = None
@@ -413,7 +473,8 @@ def _execute(
             extras=extras,
         )
     if outdir is not None:  # every rank draws part of the report's figures
-        write_shared(results, outdir, comm=comm, keep=("checkpoints",))
+        with run_stage("writing the report"):
+            write_shared(results, outdir, comm=comm)
     verdict = comm.bcast(verdict)
     return RunOutcome(results, outdir, verdict)
 

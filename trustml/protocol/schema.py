@@ -13,11 +13,14 @@ import typing
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import numpy as np
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     ValidationError,
     field_validator,
     model_validator,
@@ -39,8 +42,37 @@ REGRESSION_METRICS = ("rmse", "mae", "nll", "crps", "coverage", "interval_width"
 CLASSIFICATION_METRICS = ("accuracy", "nll", "brier", "ece")
 _ALL_METRICS = tuple(dict.fromkeys(REGRESSION_METRICS + CLASSIFICATION_METRICS))
 
-PositiveInt = Annotated[int, Field(ge=1)]
-Fraction = Annotated[float, Field(gt=0.0, lt=1.0)]
+
+def _no_bool(value: Any) -> Any:
+    # YAML's true/false are Python bools, and bool is an int: pydantic's lax float would take
+    # `lr: true` as 1.0. A number key never takes a bool.
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"must be a number, got {str(bool(value)).lower()} (a bool)")
+    return value
+
+
+def _integer(value: Any) -> Any:
+    # Strict int below takes Python ints only: not a bool (YAML's true/false), 5.0 or "5".
+    # numpy integers (a protocol built in Python) are ints too.
+    if isinstance(value, bool | np.bool_):
+        raise ValueError(f"must be an integer, got {str(bool(value)).lower()} (a bool)")
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+# Integer keys. The checks wrap the constrained int, so the JSON Schema keeps its bounds.
+PositiveInt = Annotated[int, Strict(), Field(ge=1), BeforeValidator(_integer)]
+NonNegativeInt = Annotated[int, Strict(), Field(ge=0), BeforeValidator(_integer)]
+AtLeastTwo = Annotated[int, Strict(), Field(ge=2), BeforeValidator(_integer)]
+Seed = Annotated[int, Strict(), Field(ge=0, lt=2**63), BeforeValidator(_integer)]
+# Number keys: an int or a float (or a YAML 1.1 string such as ``1e-3``), finite, not a bool.
+# The bool check comes last so that it wraps the constrained float (and the JSON Schema keeps
+# its exclusiveMinimum/exclusiveMaximum).
+Float = Annotated[float, Field(allow_inf_nan=False), BeforeValidator(_no_bool)]
+PositiveFloat = Annotated[float, Field(gt=0.0, allow_inf_nan=False), BeforeValidator(_no_bool)]
+NonNegativeFloat = Annotated[float, Field(ge=0.0, allow_inf_nan=False), BeforeValidator(_no_bool)]
+Fraction = Annotated[float, Field(gt=0.0, lt=1.0, allow_inf_nan=False), BeforeValidator(_no_bool)]
 
 
 class _Strict(BaseModel):
@@ -63,7 +95,7 @@ class Split(_Strict):
     calibration: Fraction = 0.15
     test: Fraction = 0.15
     order: Literal["random", "temporal"] = "random"
-    gap: Annotated[int, Field(ge=0)] = 0
+    gap: NonNegativeInt = 0
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Split:
@@ -126,8 +158,8 @@ class ModelSpec(_Strict):
 class TrainSpec(_Strict):
     epochs: PositiveInt = 20
     batch_size: PositiveInt = 64
-    lr: Annotated[float, Field(gt=0.0)] = 1e-3
-    weight_decay: Annotated[float, Field(ge=0.0)] = 0.0
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
 
 
 UNCERTAINTY_METHODS = ("deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout")
@@ -177,13 +209,13 @@ class UncertaintySpec(_Strict):
     method: Literal["deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout"] = "deep_ensemble"
     label: Annotated[str, Field(min_length=1, max_length=40, pattern=_LABEL)] | None = None
     # deep_ensemble
-    members: Annotated[int, Field(ge=2)] = 5
+    members: AtLeastTwo = 5
     # bayes_svi, bayes_nuts, mc_dropout: posterior-predictive draws
-    samples: Annotated[int, Field(ge=2)] | None = None
+    samples: AtLeastTwo | None = None
     # deep_ensemble, bayes_svi, mc_dropout
     train: TrainSpec = Field(default_factory=TrainSpec)
     # bayes_svi, bayes_nuts
-    prior_scale: Annotated[float, Field(gt=0.0)] = 1.0
+    prior_scale: PositiveFloat = 1.0
     guide: Literal["normal", "lowrank"] = "normal"
     bayesian_layers: list[Annotated[str, Field(min_length=1)]] | None = None
     # bayes_nuts
@@ -223,7 +255,7 @@ class AttributionSpec(_Strict):
         default_factory=lambda: ["integrated_gradients"], min_length=1
     )
     n_examples: PositiveInt = 8
-    target: Annotated[int, Field(ge=0)] = 0
+    target: NonNegativeInt = 0
     n_steps: PositiveInt = 50
     checks: list[Literal[ATTRIBUTION_CHECKS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["completeness"]
@@ -248,8 +280,8 @@ class AttributionSpec(_Strict):
 
 
 class Bound(_Strict):
-    min: float | None = None
-    max: float | None = None
+    min: Float | None = None
+    max: Float | None = None
 
     @model_validator(mode="after")
     def _some_bound(self) -> Bound:
@@ -264,14 +296,23 @@ class ReportSpec(_Strict):
     out: str | None = None
 
 
+def _version_is_int(value: Any) -> Any:
+    # Literal[1] alone would take `true` and `1.0` (both == 1); the version is an integer.
+    if isinstance(value, bool):
+        raise ValueError(f"must be 1 (the schema version, an integer), got {str(value).lower()}")
+    if not isinstance(value, int):
+        raise ValueError(f"must be 1 (the schema version, an integer), got {value!r}")
+    return value
+
+
 class Protocol(_Strict):
     """A validated protocol (version 1). See ``trustml init`` for a commented example."""
 
-    trustml: Literal[1]
+    trustml: Annotated[Literal[1], BeforeValidator(_version_is_int)]
     name: Annotated[
         str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
     ]
-    seed: Annotated[int, Field(ge=0, lt=2**63)] = 0
+    seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
     data: DataSpec
     task: Literal["regression", "classification"]
@@ -376,6 +417,8 @@ class _StrictSafeLoader(yaml.SafeLoader):
 def _construct_mapping(loader: _StrictSafeLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *defaults`: merged keys may be overridden, never duplicates
         key = loader.construct_object(key_node, deep=deep)
         if key in seen:
             raise ProtocolError(
@@ -455,6 +498,10 @@ def _pretty(err: dict[str, Any]) -> tuple[str, str]:
         return key, f"must be {_BOUND_WORDS[kind]} {bound}{got}"
     if kind == "literal_error":
         return key, f"must be one of {ctx.get('expected', '')}{got}"
+    if kind == "int_type":
+        return key, f"must be an integer{got}"
+    if kind == "finite_number":
+        return key, f"must be a finite number{got}"
     msg = err["msg"]
     if msg.startswith("Value error, "):
         # Our own validators' messages already say what came.
@@ -494,10 +541,85 @@ def parse_protocol(raw: Any) -> Protocol:
         raise ProtocolError(msg + more, key=key) from None
 
 
-def load_yaml(text: str, *, source: str = "protocol") -> Any:
-    """Safely load YAML text; syntax errors name the line, duplicate keys are rejected."""
+#: Most nodes (scalars, sequences, mappings) a YAML document may expand to once its aliases are
+#: resolved. A protocol has a few hundred; nine levels of nine aliases (the "billion laughs")
+#: would have hundreds of millions.
+MAX_YAML_NODES = 100_000
+
+
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Nodes of the document under ``root`` with every alias expanded, counted on the composed
+    graph (an alias is the anchored node object itself): each node once, memoised, so the cost
+    is linear in the text however large the expansion. Stops counting past ``limit``.
+
+    Raises ProtocolError (no source prefix) for an alias that refers to its own ancestor.
+    """
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:
+            on_path.discard(key)
+            if isinstance(node, yaml.MappingNode):
+                children = [n for pair in node.value for n in pair]
+            else:
+                children = node.value
+            sizes[key] = min(limit + 1, 1 + sum(sizes[id(c)] for c in children))
+            continue
+        if key in sizes:
+            continue
+        if not isinstance(node, yaml.SequenceNode | yaml.MappingNode):
+            sizes[key] = 1
+            continue
+        if key in on_path:
+            raise ProtocolError(
+                f"a YAML alias at line {node.start_mark.line + 1} refers to a node that contains "
+                "it (a recursive structure)"
+            )
+        on_path.add(key)
+        stack.append((node, True))
+        if isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        else:
+            children = node.value
+        for child in children:
+            if id(child) in on_path:
+                raise ProtocolError(
+                    f"a YAML alias at line {child.start_mark.line + 1} refers to a node that "
+                    "contains it (a recursive structure)"
+                )
+            if id(child) not in sizes:
+                stack.append((child, False))
+    return sizes[id(root)]
+
+
+def _load_document(text: str) -> Any:
+    """``yaml.load`` in two steps: compose the node graph, check its expanded size, construct."""
+    loader = _StrictSafeLoader(text)
     try:
-        return yaml.load(text, Loader=_StrictSafeLoader)  # noqa: S506 - a SafeLoader subclass
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise ProtocolError(
+                f"YAML aliases expand to more than {MAX_YAML_NODES:,} nodes (an alias bomb?); "
+                "write the protocol without such nested aliases"
+            )
+        return loader.construct_document(node)
+    finally:
+        loader.dispose()
+
+
+def load_yaml(text: str, *, source: str = "protocol") -> Any:
+    """Safely load YAML text; syntax errors name the line, duplicate keys are rejected.
+
+    Aliases are checked before they are expanded: a document that would expand to more than
+    :data:`MAX_YAML_NODES` nodes, or an alias to its own ancestor, is an error.
+    """
+    try:
+        return _load_document(text)
     except ProtocolError as exc:
         raise ProtocolError(f"{source}: {exc}") from None
     except yaml.MarkedYAMLError as exc:
@@ -523,7 +645,10 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple
     -------
     protocol : Protocol
     text : str
-        The file's text (kept verbatim in the report for reproduction).
+        What to save with the run (``protocol.yaml``) so that it reproduces: without overrides
+        the file's text, byte for byte; with overrides a YAML document of the overridden
+        protocol (a comment line naming the file and the ``--set`` items, then the mapping),
+        which loads to an equal :class:`Protocol`.
     """
     p = Path(path)
     try:
@@ -535,7 +660,28 @@ def load_protocol(path: str | Path, overrides: list[str] | None = None) -> tuple
     raw = load_yaml(text, source=str(p))
     for item in overrides or []:
         raw = _apply_override(raw, item)
-    return parse_protocol(raw), text
+    protocol = parse_protocol(raw)
+    if overrides:
+        text = _overridden_text(p, overrides, raw)
+    return protocol, text
+
+
+class _ExpandingDumper(yaml.SafeDumper):
+    """SafeDumper that writes shared objects out in full instead of as anchors and aliases."""
+
+    def ignore_aliases(self, data: Any) -> bool:
+        return True
+
+
+def _overridden_text(path: Path, overrides: list[str], raw: Any) -> str:
+    """The protocol after ``--set``: a header comment, then the mapping as YAML."""
+    applied = " ".join(f"--set {item}" for item in overrides)
+    header = f"# trustml: this protocol is {path} with {applied} applied"
+    header = " ".join(header.split())  # one comment line, whatever the items held
+    body = yaml.dump(
+        raw, Dumper=_ExpandingDumper, sort_keys=False, default_flow_style=None, allow_unicode=True
+    )
+    return f"{header}\n{body}"
 
 
 def _apply_override(raw: Any, item: str) -> Any:
@@ -561,7 +707,9 @@ def _apply_override(raw: Any, item: str) -> Any:
                 node = node[int(part)]
             continue
         if not isinstance(node, dict):
-            raise ProtocolError(f"--set: {key!r} goes through {parts[i - 1]!r}, which is not a mapping")
+            raise ProtocolError(
+                f"--set: {key!r} goes through {parts[i - 1]!r}, which is not a mapping"
+            )
         if last:
             node[part] = load_yaml(value, source=f"--set {key}")
         else:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,8 @@ import h5py
 import numpy as np
 
 from trustml.exceptions import DataError
-from trustml.utils.atomic import atomic_directory, atomic_write_text
+from trustml.utils.atomic import atomic_write_text
+from trustml.utils.rundir import write_files
 
 __all__ = [
     "FORMAT_VERSION",
@@ -98,42 +99,44 @@ class RunResults:
             )
         self.arrays = _checked_arrays(self.arrays)
         for name, data in self.extras.items():
-            if not _EXTRA_RE.match(name) or name in RESULT_FILES or name == "checkpoints":
-                raise ValueError(f"RunResults.extras: {name!r} is not an allowed file name")
+            if not (_EXTRA_RE.match(name) and name.startswith("posterior_") and name.endswith(".nc")):
+                raise ValueError(
+                    f"RunResults.extras: {name!r} is not an allowed file name (posterior_LABEL.nc)"
+                )
             if not isinstance(data, bytes):
                 raise TypeError(
                     f"RunResults.extras[{name!r}] must be bytes, got {type(data).__name__}"
                 )
 
-    def write(
-        self,
-        outdir: str | Path,
-        *,
-        keep: tuple[str, ...] = (),
-        drawn: Mapping[str, Any] | None = None,
-    ) -> Path:
-        """Atomically write the results directory ``outdir`` and return its resolved path.
+    def write(self, outdir: str | Path, *, drawn: Mapping[str, Any] | None = None) -> Path:
+        """Write the results files into ``outdir`` and return its resolved path.
 
-        ``outdir`` appears only once every file, ``report.html`` included, is complete; an
-        existing ``outdir`` is replaced only then, and left as it was if anything fails.
-        Entries of an existing ``outdir`` named in ``keep`` (e.g. ``"checkpoints"``) are
-        carried over into the new one. ``drawn`` holds report figures drawn beforehand, e.g.
-        on other MPI ranks (:func:`trustml.report.html.draw_figures`); the others are drawn
-        here.
+        The files are staged and moved into place one by one, ``results.json`` last, so an
+        interrupted write never leaves a folder that looks complete; only trustml's own files
+        are replaced (:func:`trustml.utils.rundir.write_files`). Callers check the folder first
+        (:func:`trustml.utils.rundir.check_outdir`): the CLI refuses folders that are not
+        trustml's. ``drawn`` holds report figures drawn beforehand, e.g. on other MPI ranks
+        (:func:`trustml.report.html.draw_figures`); the others are drawn here.
         """
         summary_bytes, manifest_bytes, canonical = self._serialised()
         from trustml.report import html as _html  # late: html imports this module
 
-        with atomic_directory(outdir, keep=keep) as tmp:
-            (tmp / "results.json").write_bytes(summary_bytes)
-            (tmp / "manifest.json").write_bytes(manifest_bytes)
-            (tmp / "protocol.yaml").write_bytes(self.protocol_text.encode("utf-8"))
-            _write_arrays(tmp / "arrays.h5", self.arrays)
-            for name, data in self.extras.items():
-                (tmp / name).write_bytes(data)
-            page = _html.render_html(canonical, outdir=str(outdir), drawn=drawn)
-            (tmp / "report.html").write_bytes(page.encode("utf-8"))
-        return Path(outdir).resolve()
+        page = _html.render_html(canonical, outdir=str(outdir), drawn=drawn).encode("utf-8")
+        files: dict[str, bytes | Callable[[Path], None]] = {
+            "manifest.json": manifest_bytes,
+            "protocol.yaml": self.protocol_text.encode("utf-8"),
+            "arrays.h5": lambda path: _write_arrays(path, self.arrays),
+            **self.extras,
+            "report.html": page,
+            "results.json": summary_bytes,
+        }
+        return write_files(
+            outdir,
+            {
+                name: (data if callable(data) else _bytes_writer(data))
+                for name, data in files.items()
+            },
+        )
 
     def canonical(self) -> RunResults:
         """These results as :meth:`load` will read them back once written (JSON-normalised).
@@ -196,9 +199,33 @@ def rebuild_report(outdir: str | Path) -> Path:
     from trustml.report import html as _html
 
     results = RunResults.load(outdir)
+    _check_summary(results.summary, Path(outdir) / "results.json")
     path = Path(outdir) / "report.html"
     atomic_write_text(path, _html.render_html(results, outdir=str(outdir)))
     return path.resolve()
+
+
+def _bytes_writer(data: bytes) -> Callable[[Path], None]:
+    return lambda path: path.write_bytes(data) and None
+
+
+def _check_summary(summary: Mapping[str, Any], path: Path) -> None:
+    """Refuse a ``results.json`` that does not validate against the shipped schema."""
+    import jsonschema
+
+    errors = sorted(
+        jsonschema.Draft202012Validator(results_schema()).iter_errors(summary),
+        key=lambda e: list(map(str, e.absolute_path)),
+    )
+    if errors:
+        first = errors[0]
+        where = "/".join(map(str, first.absolute_path)) or "(top level)"
+        message = " ".join(first.message.split())
+        if len(message) > 160:
+            message = message[:157] + "..."
+        raise DataError(
+            f"{path}: not a trustml results file ({where}: {message}); the report was not re-rendered"
+        )
 
 
 def results_schema() -> dict[str, Any]:
