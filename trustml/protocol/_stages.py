@@ -58,11 +58,11 @@ def claimed(outdir: Path | None, force: bool, comm: Comm) -> Iterator[None]:
             folder.__exit__(None, None, None)
 
 
-def left_behind(outdir: Path | None) -> str:
-    """What an unfinished run left in ``outdir``, for its last message."""
+def left_behind(outdir: Path | None, since: float) -> str:
+    """What a run that started at ``since`` (``time.time()``) and did not finish left in ``outdir``."""
     if outdir is None:
         return "nothing was written"
-    kept = checkpoint_files(outdir)
+    kept = checkpoint_files(outdir, since=since)
     if kept:
         return (
             f"{len(kept)} finished member checkpoint(s) kept in {outdir / 'checkpoints'}: "

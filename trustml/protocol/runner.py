@@ -332,7 +332,7 @@ def run_protocol(
     comm = get_comm(comm)
     torch.use_deterministic_algorithms(True, warn_only=True)
     _check_threads(comm)
-    started = time.perf_counter()
+    started, wall_start = time.perf_counter(), time.time()
     outdir = check_outdir(resolve_outdir(protocol, out), force=force) if write else None
     try:
         # Every rank validates alike: an invalid protocol fails on all of them, before any work.
@@ -343,9 +343,9 @@ def run_protocol(
                 Path(base_dir), started,
             )  # fmt: skip
     except RunFailed as exc:
-        raise RunFailed(exc.stage, exc.cause, left=left_behind(outdir)) from exc.__cause__
+        raise RunFailed(exc.stage, exc.cause, left=left_behind(outdir, wall_start)) from exc.__cause__
     except KeyboardInterrupt:
-        raise RunInterrupted(f"interrupted; {left_behind(outdir)}") from None
+        raise RunInterrupted(f"interrupted; {left_behind(outdir, wall_start)}") from None
 
 
 def _check_threads(comm: Comm) -> str | None:

@@ -135,10 +135,16 @@ def _existing_parent(path: Path) -> Path:
     return parent
 
 
-def checkpoint_files(outdir: str | Path) -> list[Path]:
-    """The member checkpoints under ``outdir/checkpoints`` (sorted)."""
+def checkpoint_files(outdir: str | Path, *, since: float | None = None) -> list[Path]:
+    """The member checkpoints under ``outdir/checkpoints`` (sorted).
+
+    ``since`` (a ``time.time()``) keeps only those written since then, i.e. by this run.
+    """
     root = Path(outdir) / CHECKPOINTS
-    return sorted(root.rglob("*.pt")) if root.is_dir() else []
+    files = sorted(root.rglob("*.pt")) if root.is_dir() else []
+    if since is not None:
+        files = [f for f in files if f.stat().st_mtime >= since]
+    return files
 
 
 class RunFolder:
@@ -174,12 +180,12 @@ class RunFolder:
             if not (path / MARKER).exists():
                 _write_marker(path, [])
         except OSError as exc:
-            self._unlock()
+            self.__exit__()
             raise TrustmlInputError(
                 f"{path}: cannot write into this folder ({exc.strerror or exc})"
             ) from None
-        except BaseException:
-            self._unlock()
+        except BaseException:  # Ctrl-C or SIGTERM while claiming: leave nothing behind
+            self.__exit__()
             raise
         return self
 
@@ -198,7 +204,7 @@ class RunFolder:
 
     def _only_bookkeeping(self) -> bool:
         with contextlib.suppress(OSError):
-            names = set(os.listdir(self.path))
+            names = {n for n in os.listdir(self.path) if not n.startswith(f"{MARKER}.tmp-")}
             if names <= {MARKER, LOCK, CHECKPOINTS}:
                 return not checkpoint_files(self.path)
         return False
