@@ -1,0 +1,110 @@
+"""The names inside ``arrays.h5``: every group and array a run writes, declared once.
+
+The runner writes arrays only under paths built here, the report reads them only through
+here, and the results JSON Schema documents them from :data:`ARRAYS`. A path is ``GROUP/NAME``:
+
+- ``test``: the primary method's calibrated predictions on the test split, plus the test
+  targets (``test/targets``, regression) or labels (``test/labels``, classification);
+- ``methods/<label>/test``: the same for every other compared method;
+- ``shifts/<name>``: the primary method on a distribution-shifted test set, with its targets;
+- ``attribution``: the explained test inputs and, per attribution method, the maps of every
+  member or posterior sample (``attribution/<method>/maps``; ``attribution/maps`` is the
+  first method's).
+
+Dependency-free (layer 0): nothing here imports numpy, torch or another trustml module.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+__all__ = [
+    "ARRAYS",
+    "ATTRIBUTION",
+    "ATTRIBUTION_INPUTS",
+    "ATTRIBUTION_MASKS",
+    "ATTRIBUTION_TARGET_INDEX",
+    "PRIMARY_TEST",
+    "attribution_maps",
+    "is_attribution_maps",
+    "method_test",
+    "path",
+    "shift",
+]
+
+# -- groups ---------------------------------------------------------------------------------
+PRIMARY_TEST: Final = "test"
+"""The primary method's test-split predictions and the test targets or labels."""
+ATTRIBUTION: Final = "attribution"
+"""Explained inputs and attribution maps."""
+
+# -- arrays of a prediction group (test, methods/<label>/test, shifts/<name>) ----------------
+MEAN: Final = "mean"
+STD: Final = "std"
+LOWER: Final = "lower"
+UPPER: Final = "upper"
+EPISTEMIC_VAR: Final = "epistemic_var"
+ALEATORIC_VAR: Final = "aleatoric_var"
+PIT: Final = "pit"
+PIT_RAW: Final = "pit_raw"
+PROBS: Final = "probs"
+PROBS_RAW: Final = "probs_raw"
+MUTUAL_INFORMATION: Final = "mutual_information"
+PREDICTION_SETS: Final = "prediction_sets"
+TARGETS: Final = "targets"
+LABELS: Final = "labels"
+
+# -- arrays of the attribution group -------------------------------------------------------------
+ATTRIBUTION_INPUTS: Final = "attribution/inputs"
+ATTRIBUTION_TARGET_INDEX: Final = "attribution/target_index"
+ATTRIBUTION_MASKS: Final = "attribution/masks"
+_MAPS: Final = "maps"
+
+#: Every array name with its shape and meaning; the results schema documents arrays.h5 from it.
+ARRAYS: Final[dict[str, tuple[str, str]]] = {
+    MEAN: ("(N, D)", "predictive mean (regression, data units)"),
+    STD: ("(N, D)", "predictive standard deviation (calibrated)"),
+    LOWER: ("(N, D)", "lower end of the central interval at the calibration level"),
+    UPPER: ("(N, D)", "upper end of the central interval at the calibration level"),
+    EPISTEMIC_VAR: ("(N, D)", "variance between members or posterior samples"),
+    ALEATORIC_VAR: ("(N, D)", "mean within-member (noise) variance"),
+    PIT: ("(N, D)", "probability integral transform of the targets (calibrated)"),
+    PIT_RAW: ("(N, D)", "probability integral transform before calibration"),
+    PROBS: ("(N, C)", "class probabilities (calibrated)"),
+    PROBS_RAW: ("(N, C)", "class probabilities before calibration"),
+    MUTUAL_INFORMATION: ("(N,)", "mutual information between prediction and model (epistemic)"),
+    PREDICTION_SETS: ("(N, C) bool", "conformal prediction sets"),
+    TARGETS: ("(N, D)", "regression targets"),
+    LABELS: ("(N,) int", "class labels"),
+    ATTRIBUTION_INPUTS: ("(E, *input_shape)", "the explained test inputs"),
+    ATTRIBUTION_TARGET_INDEX: ("(E,) int", "the output (class or target) each map explains"),
+    ATTRIBUTION_MASKS: ("(E, 1, *grid)", "ground-truth masks of the explained inputs"),
+    _MAPS: ("(K, E, *input_shape)", "attribution maps of every member or posterior sample"),
+}
+
+
+def path(group: str, name: str) -> str:
+    """``group/name``, the HDF5 path of array ``name`` (one of :data:`ARRAYS`) in ``group``."""
+    if name not in ARRAYS:
+        raise KeyError(f"unknown array name {name!r}; known: {', '.join(sorted(ARRAYS))}")
+    return f"{group}/{name}"
+
+
+def method_test(label: str, *, primary: bool) -> str:
+    """The group of a method's test-split predictions: ``test`` for the primary method."""
+    return PRIMARY_TEST if primary else f"methods/{label}/{PRIMARY_TEST}"
+
+
+def shift(name: str) -> str:
+    """The group of the primary method's predictions on shifted test set ``name``."""
+    return f"shifts/{name}"
+
+
+def attribution_maps(method: str | None = None) -> str:
+    """``attribution/<method>/maps``; without a method, the first method's ``attribution/maps``."""
+    return f"{ATTRIBUTION}/{method}/{_MAPS}" if method else f"{ATTRIBUTION}/{_MAPS}"
+
+
+def is_attribution_maps(key: str) -> bool:
+    """Whether ``key`` is a path built by :func:`attribution_maps`."""
+    return key.startswith(f"{ATTRIBUTION}/") and key.endswith(f"/{_MAPS}")
