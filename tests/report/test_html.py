@@ -567,9 +567,9 @@ def test_attribution_of_any_dimension_renders(spatial, channels, grid, slice_not
 
 
 def test_more_examples_than_shown_are_counted(monkeypatch):
-    import trustml.report.html as report_html
+    from trustml.report.sections import attribution
 
-    monkeypatch.setattr(report_html, "MAX_EXAMPLES", 2)
+    monkeypatch.setattr(attribution, "MAX_EXAMPLES", 2)
     arrays = make_arrays(n_test=10, spatial=(8,), n_examples=5, attribution_methods=("ig",))
     page = Page(render_html(RunResults(summary={}, arrays=arrays)))
     assert "2 of 5 examples shown; all are in arrays.h5 (attribution/maps)" in page.visible_text
@@ -610,9 +610,9 @@ def test_figures_drawn_in_shares_give_the_same_page():
     shares = [draw_figures(res, keys[r::3]) for r in range(3)]
     assert [sorted(s) for s in shares] == [sorted(keys[r::3]) for r in range(3)]
     drawn = {k: v for s in shares for k, v in s.items()}
-    # Every figure on the page was drawn once (a builder may also find nothing to plot).
-    uris = [v[0] if isinstance(v, tuple) else v for v in drawn.values()]
-    assert sum(u is not None for u in uris) == whole.count("data:image/png;base64,") > 5
+    # Every figure listed is on the page, once: a figure with nothing to draw is not listed.
+    assert all(v.startswith("data:image/png;base64,") for v in drawn.values())
+    assert len(drawn) == whole.count("data:image/png;base64,") > 5
     assert render_html(res, outdir="x", drawn=drawn) == whole
 
 
@@ -624,5 +624,33 @@ def test_figures_missing_or_foreign_in_drawn_are_drawn_here():
     keys = [key for key, _ in figure_jobs(res)]
     some = draw_figures(res, keys[:2])
     # A key for a figure this page does not have (another run's) is ignored, not used.
-    foreign = {f"{len(keys) + 5}:not a figure of this page": "data:image/png;base64,AAAA"}
+    foreign = {"attribution/not_a_method/checks": "data:image/png;base64,AAAA"}
     assert render_html(res, drawn={**some, **foreign}) == whole
+
+
+def test_figure_keys_are_stable_names_in_page_order():
+    from trustml.report.html import figure_jobs
+
+    keys = [key for key, _ in figure_jobs(make_results(n_examples=2))]
+    assert keys == [
+        "model/training_curves",
+        "calibration/coverage",
+        "calibration/pit",
+        "calibration/predicted_vs_true",
+        "uncertainty/aleatoric_epistemic",
+        "uncertainty/spread_skill",
+        "uncertainty/shift",
+        "attribution/integrated_gradients/checks",
+        "attribution/integrated_gradients/examples",
+        "attribution/saliency/examples",  # saliency has no check with a curve
+    ]
+    clf = [key for key, _ in figure_jobs(make_classification_results())]
+    assert clf == [
+        "model/training_curves",
+        "calibration/reliability",
+        "uncertainty/entropy",
+        "uncertainty/shift",
+    ]
+    tabular = make_results(spatial=(), channels=5, n_examples=3)
+    examples = [k for k, _ in figure_jobs(tabular) if "/examples" in k]
+    assert examples[:3] == [f"attribution/integrated_gradients/examples/{m}" for m in range(3)]

@@ -111,3 +111,18 @@ def test_schema_ships_with_the_package():
     from importlib import resources
 
     assert resources.files("trustml.report").joinpath("results.schema.json").is_file()
+
+
+def test_schema_documents_the_arrays_of_results_keys():
+    from trustml import results_keys as rk
+    from trustml.report._schema import arrays_schema
+
+    arrays = results_schema()["$defs"]["arrays"]
+    # Out of date? Regenerate with: python -m trustml.report._schema
+    assert arrays == arrays_schema()
+    documented = {k: (v["x-shape"], v["description"]) for k, v in arrays["properties"].items()}
+    assert documented == rk.ARRAYS
+    groups = {rk.PRIMARY_TEST, rk.method_test("<label>", primary=False), rk.shift("<name>")}
+    assert set(arrays["x-groups"]) == groups | {rk.ATTRIBUTION}
+    # Documentation only: nothing refers to it, so it validates nothing in results.json.
+    assert "#/$defs/arrays" not in json.dumps(results_schema())

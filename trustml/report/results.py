@@ -6,7 +6,7 @@ results directory::
 
     OUTDIR/
         results.json    summary: every number (sorted keys, shortest round-trip floats)
-        arrays.h5       arrays at their paths ("test/mean", ...), gzip-compressed
+        arrays.h5       arrays at the paths of trustml.results_keys, gzip-compressed
         manifest.json   provenance: versions, command line, hashes, created_at
         protocol.yaml   the protocol exactly as given
         report.html     the reviewer-facing report, rendered from the above
@@ -17,7 +17,6 @@ Nothing here imports a model or training code, so any report can be rebuilt with
 from __future__ import annotations
 
 import json
-import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -27,7 +26,10 @@ from typing import Any
 import h5py
 import numpy as np
 
+from trustml import results_keys as rk
 from trustml.exceptions import DataError
+from trustml.report import html as _html
+from trustml.report._json import json_bytes
 from trustml.utils.atomic import atomic_write_text
 from trustml.utils.rundir import write_files
 
@@ -52,6 +54,7 @@ _FORMAT_ATTR = "trustml_results_format"
 _KEY_RE = re.compile(r"^[A-Za-z0-9_.\-]+(/[A-Za-z0-9_.\-]+)*$")
 _NUMERIC_KINDS = "biufc"
 _EXTRA_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+_EXAMPLE_KEY = rk.path(rk.PRIMARY_TEST, rk.MEAN)
 
 
 @dataclass(eq=False)
@@ -65,7 +68,8 @@ class RunResults:
         hostnames, so the same protocol and seed give a byte-identical file. Non-finite floats are
         written as ``null``.
     arrays : dict of str to numpy.ndarray
-        Arrays keyed by HDF5 path, e.g. ``"test/mean"`` of shape ``(n_test, n_targets)``.
+        Arrays keyed by HDF5 path (:mod:`trustml.results_keys` names them), e.g. the primary
+        method's test-split predictive mean of shape ``(n_test, n_targets)``.
     manifest : dict
         Provenance (``created_at``, library versions, command line, seed, hashes).
     protocol_text : str
@@ -119,8 +123,6 @@ class RunResults:
         (:func:`trustml.report.html.draw_figures`); the others are drawn here.
         """
         summary_bytes, manifest_bytes, canonical = self._serialised()
-        from trustml.report import html as _html  # late: html imports this module
-
         page = _html.render_html(canonical, outdir=str(outdir), drawn=drawn).encode("utf-8")
         files: dict[str, bytes | Callable[[Path], None]] = {
             "manifest.json": manifest_bytes,
@@ -196,8 +198,6 @@ def rebuild_report(outdir: str | Path) -> Path:
 
     Returns the path of the report. The other files are left untouched.
     """
-    from trustml.report import html as _html
-
     results = RunResults.load(outdir)
     _check_summary(results.summary, Path(outdir) / "results.json")
     path = Path(outdir) / "report.html"
@@ -206,7 +206,10 @@ def rebuild_report(outdir: str | Path) -> Path:
 
 
 def _bytes_writer(data: bytes) -> Callable[[Path], None]:
-    return lambda path: path.write_bytes(data) and None
+    def write(path: Path) -> None:
+        path.write_bytes(data)
+
+    return write
 
 
 def _check_summary(summary: Mapping[str, Any], path: Path) -> None:
@@ -248,48 +251,12 @@ def results_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def json_bytes(obj: Mapping[str, Any], *, name: str = "summary") -> bytes:
-    """Serialise ``obj`` deterministically: sorted keys, shortest round-trip floats, UTF-8.
-
-    numpy scalars and arrays become plain numbers and lists; tuples become lists; non-finite
-    floats become ``null``. Anything else raises a ``TypeError`` naming its key path.
-    """
-    text = json.dumps(
-        _jsonable(obj, name), sort_keys=True, indent=2, ensure_ascii=False, allow_nan=False
-    )
-    return (text + "\n").encode("utf-8")
-
-
-def _jsonable(obj: Any, path: str) -> Any:
-    if obj is None or isinstance(obj, bool | str):
-        return obj
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, int | np.integer):
-        return int(obj)
-    if isinstance(obj, float | np.floating):
-        value = float(obj)
-        return value if math.isfinite(value) else None
-    if isinstance(obj, Mapping):
-        out = {}
-        for key, value in obj.items():
-            if not isinstance(key, str):
-                raise TypeError(f"{path}: keys must be str, got {key!r} ({type(key).__name__})")
-            out[key] = _jsonable(value, f"{path}.{key}")
-        return out
-    if isinstance(obj, list | tuple):
-        return [_jsonable(value, f"{path}[{i}]") for i, value in enumerate(obj)]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist(), path)
-    raise TypeError(f"{path} is not JSON-serialisable: got {type(obj).__name__}")
-
-
 def _checked_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     for key, value in arrays.items():
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise ValueError(
-                f"RunResults.arrays key {key!r} must be a path like 'test/mean' "
+                f"RunResults.arrays key {key!r} must be a path like {_EXAMPLE_KEY!r} "
                 "(letters, digits, '_', '.', '-', separated by '/')"
             )
         array = np.asarray(value)
