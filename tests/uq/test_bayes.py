@@ -248,7 +248,7 @@ def test_explain_modules_are_the_predictive_members():
         stds = np.stack(
             [
                 m(torch.as_tensor(x[:6])).double().numpy()
-                for m in bnn.explain_modules(4, output="std")
+                for m in bnn.explain_modules(samples=4, output="std")
             ]
         )
     np.testing.assert_allclose(means, pred.member_means, rtol=1e-5, atol=1e-5)
@@ -281,7 +281,8 @@ def test_errors_name_the_parameter_and_the_valid_values():
         _fit(_mlp(), x, y, guide="flow")
     with pytest.raises(ValueError, match=r"'engine'.*'auto', 'fused', 'pyro'"):
         _fit(_mlp(), x, y, fit={"engine": "jit"})
-    with pytest.raises(ValueError, match="prior_scale > 0"):
+    bad_scale = r"'prior_scale' parameter of BayesianNN must be a float > 0\. Got 0\.0 instead"
+    with pytest.raises(ValueError, match=bad_scale):
         _fit(_mlp(), x, y, prior_scale=0.0)
     with pytest.raises(TypeError, match=r"\['num_samples'\] do not apply to inference='svi'"):
         _fit(_mlp(), x, y, fit={"num_samples": 10})

@@ -126,7 +126,8 @@ def test_errors():
         DeepEnsemble(_mlp, vectorize="yes").fit(np.zeros((4, 1)), np.zeros((4, 1)))
     with pytest.raises(ValueError, match="patience .* needs a validation fraction"):
         DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((4, 1)), patience=2)
-    with pytest.raises(ValueError, match="validation in \\[0, 1\\)"):
+    bad_fraction = r"'validation' parameter of DeepEnsemble\.fit must be a float in \[0, 1\)"
+    with pytest.raises(ValueError, match=bad_fraction):
         DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((4, 1)), validation=1.5)
     with pytest.raises(ValueError, match="x and y differ in length"):
         DeepEnsemble(_mlp).fit(np.zeros((4, 1)), np.zeros((5, 1)))

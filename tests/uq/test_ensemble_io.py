@@ -7,7 +7,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import trustml.uq._ensemble_data as ensemble_data
+import trustml.uq._source as source_module
 from trustml.data import HDF5Dataset
 from trustml.uq import DeepEnsemble
 
@@ -63,7 +63,7 @@ def test_hdf5_dataset_is_read_in_batches_and_equals_arrays(line, tmp_path, monke
         return read(self, indices)
 
     monkeypatch.setattr(HDF5Dataset, "read", spy)
-    monkeypatch.setattr(ensemble_data, "_MOMENT_CHUNK", 64)  # target moments, streamed
+    monkeypatch.setattr(source_module, "_MOMENT_CHUNK", 64)  # target moments, streamed
 
     def flat_mlp():
         return nn.Sequential(nn.Flatten(), _mlp())

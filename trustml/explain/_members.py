@@ -19,9 +19,9 @@ import torch
 from torch import nn
 from torch.func import functional_call, stack_module_state, vmap
 
-__all__ = ["Members", "Target", "as_input_tensor", "per_example_baselines"]
+from trustml.uq import EXPLAIN_OUTPUTS
 
-OUTPUTS = ("mean", "std")
+__all__ = ["Members", "Target", "as_input_tensor", "per_example_baselines"]
 
 #: Bytes of activations per forward pass that keep a CPU's caches warm, and the ceiling.
 _CPU_FAST_BYTES, _CPU_MAX_BYTES = 64 << 20, 1 << 30
@@ -194,7 +194,7 @@ class Members:
     """
 
     def __init__(self, model: Any, output: str = "mean") -> None:
-        if output not in OUTPUTS:
+        if output not in EXPLAIN_OUTPUTS:
             raise ValueError(
                 f"The 'output' parameter must be one of {{'mean', 'std'}}. Got {output!r} instead."
             )
@@ -325,9 +325,11 @@ def _member_modules(model: Any, output: str) -> list[nn.Module]:
         )
     if output == "mean":
         return list(model.explain_modules())
+    # Every trustml wrapper takes explain_modules(*, output=..., samples=...) and raises
+    # ValueError for an output it does not have (e.g. "std" of a classifier).
     try:
         return list(model.explain_modules(output=output))
-    except (TypeError, ValueError) as err:
+    except ValueError as err:
         raise ValueError(
             f"{type(model).__name__} does not expose output={output!r} for attribution ({err})"
         ) from None

@@ -147,11 +147,17 @@ def attribute(
             maps, delta = _run_loop(spec, members, x, tgt, base, rows, opts)
         outputs = tgt.pick(members.predict(x, tgt, rows, stacked))
         if spec.baselines == "distribution":
+            assert base is not None  # _baselines returns the references of these methods
             # E_b[F(b)] over the distribution the references are drawn from.
             dist = members.predict(base, tgt, rows, stacked).mean(dim=1, keepdim=True)
             base_out = tgt.pick(dist.expand(-1, len(x), -1))
         else:
-            ref = base if spec.baselines == "per_example" else torch.zeros_like(x)
+            # "per_example": the references; otherwise (base None for "none") the zero input.
+            ref = (
+                base
+                if spec.baselines == "per_example" and base is not None
+                else torch.zeros_like(x)
+            )
             base_out = tgt.pick(members.predict(ref, tgt, rows, stacked))
     return Attribution(
         members=maps,

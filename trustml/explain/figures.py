@@ -368,7 +368,8 @@ class _rc:
     def __enter__(self) -> None:
         import matplotlib
 
-        self._ctx = matplotlib.rc_context(_RC)
+        # matplotlib >= 3.10 types the keys as a Literal of every rc name; _RC holds three.
+        self._ctx = matplotlib.rc_context(_RC)  # type: ignore[arg-type]
         self._ctx.__enter__()
 
     def __exit__(self, *exc: Any) -> None:

@@ -17,6 +17,7 @@ from trustml.models._options import (
     check_widths,
     resolve_options,
 )
+from trustml.models.grouped import GroupedCall, Lanes
 
 __all__ = ["CNN_DEFAULTS", "build_cnn"]
 
@@ -63,6 +64,15 @@ class _ConvNet(nn.Module):
         h = self.features(x)
         h = h.mean(dim=tuple(range(2, h.dim())))
         return self.head(h)
+
+    def trustml_grouped_forward(self, g: GroupedCall, x: Lanes) -> Lanes:
+        """:meth:`forward` for L stacked members (see :mod:`trustml.models.grouped`)."""
+        t = g.dense(x)  # (L, b, C[, T], *spatial)
+        if self.fold_time:
+            t = t.flatten(2, 3)
+        h = g.channels(g.run("features", Lanes(t)))  # (b, L*C, *spatial)
+        h = h.mean(dim=tuple(range(2, h.dim())))  # (b, L*C)
+        return g.run("head", Lanes(g.dense(Lanes(h, channels=True))))
 
 
 def build_cnn(input_shape: Any, output_dim: Any, **options: Any) -> nn.Module:

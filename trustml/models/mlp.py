@@ -17,6 +17,7 @@ from trustml.models._options import (
     check_widths,
     resolve_options,
 )
+from trustml.models.grouped import GroupedCall, Lanes
 
 __all__ = ["MLP_DEFAULTS", "build_mlp"]
 
@@ -24,6 +25,8 @@ MLP_DEFAULTS: dict[str, Any] = {"hidden": (64, 64), "dropout": 0.0, "activation"
 
 
 class _MLP(nn.Module):
+    """Flatten -> ``net`` (Linear, activation, dropout blocks)."""
+
     def __init__(self, input_shape: tuple[int, ...], net: nn.Sequential) -> None:
         super().__init__()
         self.input_shape = input_shape
@@ -36,6 +39,10 @@ class _MLP(nn.Module):
                 f"got {tuple(x.shape)}"
             )
         return self.net(x.flatten(1))
+
+    def trustml_grouped_forward(self, g: GroupedCall, x: Lanes) -> Lanes:
+        """:meth:`forward` for L stacked members (see :mod:`trustml.models.grouped`)."""
+        return g.run("net", Lanes(g.dense(x).flatten(2)))
 
 
 def build_mlp(input_shape: Any, output_dim: Any, **options: Any) -> nn.Module:

@@ -1,9 +1,26 @@
-"""Uncertainty wrappers: every method returns a :class:`Predictive`."""
+"""Uncertainty methods: every one is an :class:`UncertaintyEstimator` whose ``predict``
+returns a :class:`Predictive`.
 
+``fit`` returns the estimator; ``explain_modules(*, output="mean" | "std", samples=None)``
+gives attribution one module per member or posterior draw (outputs: :data:`EXPLAIN_OUTPUTS`);
+invalid parameters raise :class:`InvalidParameterError` (a ``ValueError`` and a
+``TypeError``) naming the parameter. :class:`DeepEnsemble` trains its members vectorized; a
+model takes the fastest (grouped) engine through :class:`trustml.models.GroupedModule`.
+"""
+
+from trustml.uq._constraints import InvalidParameterError
+from trustml.uq._heads import EXPLAIN_OUTPUTS
+from trustml.uq.base import UncertaintyEstimator
 from trustml.uq.ensemble import DeepEnsemble
 from trustml.uq.predictive import Predictive
 
-__all__ = ["DeepEnsemble", "Predictive"]
+__all__ = [
+    "EXPLAIN_OUTPUTS",
+    "DeepEnsemble",
+    "InvalidParameterError",
+    "Predictive",
+    "UncertaintyEstimator",
+]
 
 # Pyro is imported only when a Bayesian wrapper is first used.
 _LAZY = {"BayesianNN": "trustml.uq.bayes", "MCDropout": "trustml.uq.mc_dropout"}

@@ -33,10 +33,10 @@ from torch import nn
 from torch.func import functional_call
 
 from trustml.distributed import Comm, block_range
-from trustml.uq._bayes_common import Prepared, reinitialize, seed_int
 from trustml.uq._pyro_convert import RegressionOrClassModel
+from trustml.uq._rng import reinitialize, seed_int
+from trustml.uq._source import Prepared
 from trustml.utils.seeding import child
-from trustml.utils.validation import check_positive_int
 
 __all__ = ["ChainResult", "FusedPotential", "run_chains", "sample_posterior", "select_draws"]
 
@@ -193,13 +193,11 @@ def sample_posterior(
     starts from ``module`` re-initialised from that child; point-estimated parameters (e.g.
     normalisation layers) stay at their initial values. With ``comm``, each rank runs a block
     of the chains and every rank returns all of them."""
-    for key in ("num_samples", "warmup", "chains", "max_tree_depth"):
-        check_positive_int(opts[key], name=key, minimum=0 if key == "warmup" else 1)
     src = data.source
     if src.kind == "loader":
         raise ValueError("NUTS evaluates all the data at once: pass arrays or a dataset")
     everything = np.arange(src.n)
-    x, y = src.tensors(*src.read(everything), device)
+    x, y = src.labelled(*src.read(everything), device)
     model.net.eval()
     plain.eval()
     fixed = {n for n, _ in model.net.named_parameters()}
@@ -226,7 +224,6 @@ def select_draws(samples: dict[str, torch.Tensor], count: int | None) -> dict[st
     if count is None:
         return flat
     total = next(iter(flat.values())).shape[0]
-    check_positive_int(count, name="samples")
     if count > total:
         raise ValueError(f"Expected samples <= {total} (the NUTS draws kept), got {count}")
     pick = torch.as_tensor(np.linspace(0, total - 1, count).round().astype(np.int64))

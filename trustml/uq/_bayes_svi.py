@@ -25,26 +25,34 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pyro
 import torch
 from pyro.infer import Trace_ELBO, TraceMeanField_ELBO
+from pyro.infer.autoguide import AutoLowRankMultivariateNormal
+from pyro.infer.autoguide.initialization import init_to_value
+from pyro.params.param_store import StateDict
 from torch import nn
 from torch.distributions import transform_to
 from torch.func import functional_call, vmap
 from tqdm.auto import tqdm
 
-from trustml.uq._bayes_common import Prepared, minibatches
 from trustml.uq._pyro_convert import MeanFieldNormal, RegressionOrClassModel
+from trustml.uq._rng import seed_int, seeded_rng
+from trustml.uq._source import Prepared, minibatches
+from trustml.utils.seeding import child
 
 __all__ = [
     "ENGINES",
     "FusedMeanField",
     "PyroELBO",
+    "GuideFit",
     "adam",
     "choose_engine",
+    "fit_guide",
     "scoped",
     "svi_step",
     "train_svi",
@@ -55,6 +63,8 @@ log = logging.getLogger("trustml")
 ENGINES = ("auto", "fused", "pyro")
 
 Loss = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, int], torch.Tensor]
+#: One minibatch ``(x, y, idx)``, as :func:`~trustml.uq._source.minibatches` yields it.
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 class PyroELBO:
@@ -159,7 +169,7 @@ def adam(params: list[torch.Tensor], lr: float) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr)
 
 
-def svi_step(loss_fn: Loss, optim: torch.optim.Optimizer, batch: tuple, size: int) -> torch.Tensor:
+def svi_step(loss_fn: Loss, optim: torch.optim.Optimizer, batch: Batch, size: int) -> torch.Tensor:
     """One optimizer step on the negative ELBO of one minibatch ``(x, y, idx)``."""
     loss = loss_fn(*batch, size)
     optim.zero_grad(set_to_none=True)
@@ -180,7 +190,7 @@ def _set_rng_state(state: Any, device: torch.device) -> None:
         torch.cuda.set_rng_state(state[1], device)
 
 
-def _agrees(fused: FusedMeanField, reference: PyroELBO, batch: tuple, size: int) -> str | None:
+def _agrees(fused: FusedMeanField, reference: PyroELBO, batch: Batch, size: int) -> str | None:
     """None when the fused loss and gradients match Pyro's on ``batch``, else why not."""
     device = batch[0].device
     params = [*fused.locs, *fused.scales, *fused.point.values()]
@@ -213,7 +223,7 @@ def choose_engine(
     plain: nn.Module,
     prior_scale: float,
     particles: int,
-    first_batch: tuple,
+    first_batch: Batch,
     size: int,
 ) -> Loss:
     """The engine to train with; ``"auto"``: ``fused`` when it applies and agrees with Pyro."""
@@ -276,6 +286,82 @@ def train_svi(
     return history
 
 
-def scoped(state: dict) -> Any:
+def scoped(state: StateDict) -> Any:
     """This model's own Pyro parameter store, swapped in for the duration."""
     return pyro.get_param_store().scope(state=state)
+
+
+@dataclass
+class GuideFit:
+    """What :func:`fit_guide` trained: the guide, its loss (engine), the optimised tensors
+    and the negative ELBO per sample of every epoch."""
+
+    guide: Any
+    loss_fn: Loss
+    params: list[torch.Tensor]
+    losses: list[float]
+
+
+def fit_guide(
+    model: RegressionOrClassModel,
+    plain: nn.Module,
+    data: Prepared,
+    ss: np.random.SeedSequence,
+    device: torch.device,
+    opts: dict[str, Any],
+    *,
+    guide: str,
+    init_scale: float,
+    prior_scale: float,
+    store: StateDict,
+    progress: bool | None,
+) -> GuideFit:
+    """Fit the variational posterior of ``model`` by minibatch SVI.
+
+    Parameters
+    ----------
+    model : RegressionOrClassModel
+        The Pyro model; ``plain`` is its unconverted network (weights start there).
+    data : Prepared
+    ss : SeedSequence
+        Data order from its child ``"data"``, SVI noise from ``"svi"``.
+    opts : dict
+        ``epochs``, ``batch_size``, ``lr``, ``particles``, ``engine`` (already checked).
+    guide : {"normal", "lowrank"}
+    init_scale, prior_scale : float
+    store : pyro.params.param_store.StateDict
+        The model's own Pyro parameter store (see :func:`scoped`).
+
+    Returns
+    -------
+    GuideFit
+    """
+    init = init_to_value(values={n: p.detach() for n, p in plain.named_parameters()})
+    cls = MeanFieldNormal if guide == "normal" else AutoLowRankMultivariateNormal
+    fitted_guide = cls(model, init_loc_fn=init, init_scale=init_scale)
+    n = data.source.n
+    data_seed = child(ss, "data")
+    first = next(
+        minibatches(data.source, np.random.default_rng(data_seed), opts["batch_size"], device)
+    )
+    plain.train()
+    model.net.train()
+    with scoped(store), seeded_rng(device, seed_int(child(ss, "svi"))):
+        fitted_guide(*first, size=n)  # sets the guide up: sites, shapes, initial values
+        loss_fn = choose_engine(
+            opts["engine"], model, fitted_guide, plain, prior_scale, opts["particles"], first, n
+        )
+        params: list[torch.Tensor] = [*fitted_guide.parameters(), *model.net.parameters()]
+        losses = train_svi(
+            loss_fn,
+            params,
+            data,
+            epochs=opts["epochs"],
+            batch_size=opts["batch_size"],
+            lr=float(opts["lr"]),
+            rng=np.random.default_rng(data_seed),
+            device=device,
+            progress=progress,
+        )
+    model.net.eval()
+    return GuideFit(fitted_guide, loss_fn, params, losses)

@@ -3,62 +3,31 @@
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from trustml.uq._ensemble_data import Source
 from trustml.uq._heads import HeadSpec
+from trustml.uq._source import Source
+from trustml.uq._train_settings import TrainSettings
 from trustml.uq._vectorized import Engine
 from trustml.utils.seeding import child
-from trustml.utils.validation import check_positive_int
 
-__all__ = ["FitSettings", "fit_settings", "split_validation", "train_members", "validation_loss"]
+__all__ = ["split_validation", "train_members", "validation_loss"]
 
 _EVAL_BATCH = 256
-
-
-@dataclass(frozen=True)
-class FitSettings:
-    """Training settings of :meth:`DeepEnsemble.fit` (already validated)."""
-
-    epochs: int
-    batch_size: int
-    lr: float
-    weight_decay: float
-    patience: int | None
-    progress: bool | None
-
-
-def fit_settings(
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    patience: int | None,
-    progress: bool | None,
-) -> FitSettings:
-    """Validate the training arguments of ``fit``."""
-    check_positive_int(epochs, name="epochs")
-    check_positive_int(batch_size, name="batch_size")
-    if not float(lr) > 0:
-        raise ValueError(f"Expected lr > 0, got {lr!r}")
-    if not float(weight_decay) >= 0:
-        raise ValueError(f"Expected weight_decay >= 0, got {weight_decay!r}")
-    if patience is not None:
-        check_positive_int(patience, name="patience")
-    return FitSettings(epochs, batch_size, float(lr), float(weight_decay), patience, progress)
 
 
 def split_validation(
     source: Source, validation: float, patience: int | None, ss: np.random.SeedSequence
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """Training and validation sample indices (sorted), drawn from the ensemble seed."""
+    """Training and validation sample indices (sorted), drawn from the ensemble seed.
+
+    ``validation`` (a fraction in [0, 1)) and ``patience`` are already checked one by one
+    (:mod:`trustml.uq._train_settings`); here they meet the data.
+    """
     v = float(validation)
-    if not 0.0 <= v < 1.0:
-        raise ValueError(f"Expected validation in [0, 1), got {validation!r}")
     if patience is not None and v == 0.0:
         raise ValueError("patience (early stopping) needs a validation fraction > 0")
     if source.kind == "loader":
@@ -86,7 +55,7 @@ def validation_loss(
     total = torch.zeros(engine.members, dtype=torch.float64, device=device)
     for start in range(0, len(idx), _EVAL_BATCH):
         part = idx[start : start + _EVAL_BATCH]
-        x, y = source.tensors(*source.read(part), device)
+        x, y = source.labelled(*source.read(part), device)
         out = engine.forward(x)
         total += head.loss_sums(out, y.unsqueeze(0).expand(engine.members, *y.shape)).double()
     return (total / len(idx)).cpu().numpy()
@@ -116,7 +85,7 @@ def train_members(
     data_seeds: list[np.random.SeedSequence],
     train_idx: np.ndarray,
     val_idx: np.ndarray | None,
-    settings: FitSettings,
+    settings: TrainSettings,
     device: torch.device,
     labels: list[int],
 ) -> dict[str, list[list[float]]]:

@@ -1,9 +1,9 @@
-"""Ensemble members: construction and output heads (Gaussian, hetero- or homoscedastic, or
-categorical)."""
+"""Members and their output convention: construction, output heads (Gaussian, hetero- or
+homoscedastic, or categorical), the modules handed to attribution and the ``Predictive`` they
+make."""
 
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Callable
 
@@ -12,7 +12,22 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-__all__ = ["EPS", "HeadSpec", "Homoscedastic", "MeanHead", "build_member", "member_outputs"]
+from trustml.models import GroupedCall, Lanes
+from trustml.uq._rng import reinitialize
+from trustml.uq.predictive import Predictive
+
+__all__ = [
+    "EPS",
+    "EXPLAIN_OUTPUTS",
+    "HeadSpec",
+    "Homoscedastic",
+    "MeanHead",
+    "StdHead",
+    "build_member",
+    "explain_head",
+    "member_outputs",
+    "to_predictive",
+]
 
 EPS = 1e-6
 _HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
@@ -23,16 +38,12 @@ def build_member(make_model: Callable[[], nn.Module] | nn.Module, seed: int) -> 
 
     ``make_model`` is a zero-argument callable, or a module that is deep-copied and re-initialised.
     """
+    if isinstance(make_model, nn.Module):
+        return reinitialize(make_model, seed)
+    if not callable(make_model):
+        raise TypeError("make_model must be a callable returning an nn.Module, or an nn.Module")
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        if isinstance(make_model, nn.Module):
-            model = copy.deepcopy(make_model)
-            for module in model.modules():
-                if hasattr(module, "reset_parameters"):
-                    module.reset_parameters()
-            return model
-        if not callable(make_model):
-            raise TypeError("make_model must be a callable returning an nn.Module, or an nn.Module")
         model = make_model()
     if not isinstance(model, nn.Module):
         raise TypeError(f"make_model() must return an nn.Module, got {type(model).__name__}")
@@ -55,9 +66,18 @@ class Homoscedastic(nn.Module):
         mean = self.model(x)
         return torch.cat([mean, self.log_std.expand(mean.shape[0], -1)], dim=1)
 
+    def trustml_grouped_forward(self, g: GroupedCall, x: Lanes) -> Lanes:
+        """:meth:`forward` for L stacked members (see :mod:`trustml.models.grouped`)."""
+        mean = g.dense(g.run("model", x))  # (L, b, D)
+        log_std = g.param("log_std")[:, None, :].expand(-1, mean.shape[1], -1)
+        return Lanes(torch.cat([mean, log_std], dim=-1))
+
 
 class MeanHead(nn.Module):
     """Maps a Gaussian member's output ``(N, 2 * D)`` to its mean in data units ``(N, D)``."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
 
     def __init__(self, model: nn.Module, shift: np.ndarray, scale: np.ndarray) -> None:
         super().__init__()
@@ -152,3 +172,92 @@ def member_outputs(model: nn.Module, probe: torch.Tensor, head: HeadSpec) -> int
         raw = model.model(probe) if isinstance(model, Homoscedastic) else out
     head.check_output(int(raw.shape[1]))
     return head.d
+
+
+#: What an uncertainty wrapper's ``explain_modules(output=...)`` can map inputs to.
+EXPLAIN_OUTPUTS = ("mean", "std")
+
+
+class StdHead(nn.Module):
+    """Maps a Gaussian model's output ``(N, 2 * D)`` to its predicted std in data units
+    ``(N, D)`` (``softplus(raw) + 1e-6``, or ``exp(log_std)`` when not heteroscedastic)."""
+
+    scale: torch.Tensor
+
+    def __init__(
+        self, model: nn.Module, shift: np.ndarray, scale: np.ndarray, heteroscedastic: bool = True
+    ) -> None:
+        super().__init__()
+        self.model = model
+        self.heteroscedastic = heteroscedastic
+        self.register_buffer("scale", torch.as_tensor(scale, dtype=torch.float32))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.scale.shape[0]
+        _, std = HeadSpec("regression", d, self.heteroscedastic).split(self.model(x))
+        return std * self.scale
+
+
+def explain_head(
+    model: nn.Module,
+    task: str,
+    shift: np.ndarray | None,
+    scale: np.ndarray | None,
+    output: str,
+    *,
+    heteroscedastic: bool = True,
+) -> nn.Module:
+    """``model`` as a module for attribution, in eval mode.
+
+    Parameters
+    ----------
+    model : nn.Module
+        Maps ``(N, *input_shape)`` to raw outputs ``(N, 2 * D)`` (regression) or ``(N, C)``.
+    task : {"regression", "classification"}
+    shift, scale : ndarray of shape (D,) or None
+        Target standardisation (regression).
+    output : {"mean", "std"}
+        The predicted mean in data units ``(N, D)`` (logits ``(N, C)`` for classification),
+        or the predicted aleatoric std in data units ``(N, D)`` (regression only).
+    heteroscedastic : bool, default True
+        How raw scales map to stds (see :class:`HeadSpec`).
+
+    Returns
+    -------
+    nn.Module
+    """
+    if output not in EXPLAIN_OUTPUTS:
+        raise ValueError(
+            f"The 'output' parameter must be one of {{'mean', 'std'}}. Got {output!r} instead."
+        )
+    if task == "classification":
+        if output == "std":
+            raise ValueError("output='std' is defined for regression models only")
+        return model.eval()
+    if output == "mean":
+        return MeanHead(model, shift, scale).eval()  # type: ignore[arg-type]
+    return StdHead(model, shift, scale, heteroscedastic).eval()  # type: ignore[arg-type]
+
+
+def to_predictive(
+    task: str, d: int, out: torch.Tensor, shift: np.ndarray | None, scale: np.ndarray | None
+) -> Predictive:
+    """Raw outputs of S members or draws as a ``Predictive`` in data units.
+
+    Parameters
+    ----------
+    task : {"regression", "classification"}
+    d : int
+        Targets ``D`` (regression) or classes ``C``.
+    out : tensor of shape (S, N, 2 * D) or (S, N, C)
+        Heteroscedastic raw outputs (regression) or logits.
+    shift, scale : ndarray of shape (D,) or None
+
+    Returns
+    -------
+    Predictive
+        Member means and stds ``(S, N, D)``, or member logits and probabilities ``(S, N, C)``.
+    """
+    if task == "classification":
+        return Predictive.classification(member_logits=out.double().cpu().numpy())
+    return Predictive.regression(*HeadSpec(task, d, True).to_data_units(out, shift, scale))

@@ -12,22 +12,20 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from typing import cast
 
 import torch
 from torch import nn
 
+from trustml.models import CHANNELWISE_DROPOUT_TYPES, DROPOUT_TYPES
+
 __all__ = [
-    "DROPOUT_TYPES",
     "DropoutClock",
     "HashDropout",
     "dropout_layers",
     "keep_mask",
     "with_member_dropout",
 ]
-
-#: The dropout modules replaced by :class:`HashDropout`; the channel-wise ones drop whole maps.
-DROPOUT_TYPES: tuple[type[nn.Module], ...] = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_CHANNELWISE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
 
 _M32 = 0xFFFFFFFF
 _GOLDEN = 0x9E3779B9
@@ -104,6 +102,8 @@ class HashDropout(nn.Module):
     the keys of K members and ``vmap`` hands each member its own.
     """
 
+    key: torch.Tensor  # a buffer (registered in __init__)
+
     def __init__(
         self, p: float, layer: int, key: int, clock: DropoutClock, channelwise: bool
     ) -> None:
@@ -128,12 +128,18 @@ class HashDropout(nn.Module):
 
 
 def dropout_layers(model: nn.Module) -> Iterator[tuple[str, nn.Module, int]]:
-    """``(qualified name, module, layer index)`` of every dropout module with ``p > 0``."""
+    """``(qualified name, module, layer index)`` of every dropout module with ``p > 0`` (the
+    modules of :data:`trustml.models.DROPOUT_TYPES`, replaced by :class:`HashDropout`)."""
     layer = 0
     for name, module in model.named_modules():
-        if isinstance(module, DROPOUT_TYPES) and module.p > 0:
+        if isinstance(module, DROPOUT_TYPES) and _rate(module) > 0:
             yield name, module, layer
             layer += 1
+
+
+def _rate(module: nn.Module) -> float:
+    """The drop probability of one of :data:`DROPOUT_TYPES` (their ``p``, a float)."""
+    return float(cast(float, module.p))
 
 
 def with_member_dropout(model: nn.Module, key: int, clock: DropoutClock) -> nn.Module:
@@ -146,14 +152,15 @@ def with_member_dropout(model: nn.Module, key: int, clock: DropoutClock) -> nn.M
     if not layers:
         return model
     if layers[0][0] == "":  # the model is a bare dropout layer
-        return HashDropout(float(model.p), 0, key, clock, isinstance(model, _CHANNELWISE))
+        channelwise = isinstance(model, CHANNELWISE_DROPOUT_TYPES)
+        return HashDropout(_rate(model), 0, key, clock, channelwise)
     device = next(model.parameters(), torch.empty(0)).device
     out = copy.deepcopy(model)
     for name, module, layer in layers:
         parent_name, _, attr = name.rpartition(".")
         parent = out.get_submodule(parent_name) if parent_name else out
         replacement = HashDropout(
-            float(module.p), layer, key, clock, isinstance(module, _CHANNELWISE)
+            _rate(module), layer, key, clock, isinstance(module, CHANNELWISE_DROPOUT_TYPES)
         )
         setattr(parent, attr, replacement.to(device))
     return out

@@ -15,7 +15,7 @@ import copy
 import math
 import re
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import pyro
 import pyro.distributions as dist
@@ -111,7 +111,7 @@ def to_pyro_model(
             if full in wanted:
                 shapes[full] = p.shape
                 setattr(mod, p_name, PyroSample(_prior(p.shape, prior_scale, p.device)))
-    return net, shapes
+    return cast(PyroModule, net), shapes  # to_pyro_module_ converted it in place
 
 
 class RegressionOrClassModel:
@@ -133,7 +133,7 @@ class RegressionOrClassModel:
             pyro.sample("obs", self.likelihood(out), obs=y)
         return out
 
-    def likelihood(self, out: torch.Tensor) -> dist.Distribution:
+    def likelihood(self, out: torch.Tensor) -> dist.TorchDistribution:
         """The distribution of one minibatch of targets given the network output."""
         if self.task == "classification":
             return dist.Categorical(logits=out)

@@ -163,9 +163,7 @@ class _Stacked(Engine):
         total = torch.zeros(x.shape[0], device=x.device)
         for block in self.blocks:
             for part in self._chunks(b):
-                out = self._outputs(
-                    block, x[block, part], train=True, step=step, offset=part.start
-                )
+                out = self._outputs(block, x[block, part], train=True, step=step, offset=part.start)
                 sums = self.head.loss_sums(out, y[block, part])
                 (sums.sum() / b).backward()
                 total[block] += sums.detach()
@@ -207,8 +205,10 @@ class _Grouped(_Stacked):
     def _outputs(
         self, block: slice, x: torch.Tensor, *, train: bool, step: int, offset: int
     ) -> torch.Tensor:
-        params, _, keys = self._block_state(block)
-        return self.fwd(params, x, train=train, keys=keys, step=step, offset=offset)
+        params, buffers, keys = self._block_state(block)
+        return self.fwd(
+            params, x, train=train, keys=keys, step=step, offset=offset, buffers=buffers
+        )
 
 
 class _Vmap(_Stacked):
@@ -307,8 +307,9 @@ class _Loop(Engine):
 
     def restore_best(self, ks: list[int]) -> None:
         for k in ks:
-            if self._best[k] is not None:
-                self.mods[k].load_state_dict(self._best[k])
+            best = self._best[k]
+            if best is not None:
+                self.mods[k].load_state_dict(best)
 
     def write_back(self, modules: list[nn.Module]) -> None:
         for m, trained in zip(modules, self.mods, strict=True):

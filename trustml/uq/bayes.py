@@ -4,51 +4,46 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from numbers import Real
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import torch
-from pyro.infer.autoguide import AutoLowRankMultivariateNormal
-from pyro.infer.autoguide.initialization import init_to_value
 from torch import nn
 from torch.func import functional_call
 
 from trustml.distributed import Comm, get_comm
 from trustml.uq._bayes_arviz import by_chain, inference_data, predictive_groups, summarize
-from trustml.uq._bayes_common import (
-    Prepared,
-    check_device,
-    check_fitted,
-    check_train_settings,
-    explain_head,
-    first_inputs,
-    input_batches,
-    minibatches,
-    prepare,
-    reinitialize,
-    seed_int,
-    seeded_rng,
-    to_predictive,
-)
 from trustml.uq._bayes_nuts import sample_posterior, select_draws
-from trustml.uq._bayes_svi import ENGINES, choose_engine, scoped, train_svi
+from trustml.uq._bayes_svi import ENGINES, fit_guide, scoped
+from trustml.uq._constraints import (
+    DEVICE,
+    SEED,
+    STR_LIST,
+    Constraint,
+    InstanceOf,
+    Interval,
+    Options,
+)
+from trustml.uq._heads import explain_head, to_predictive
 from trustml.uq._pyro_convert import (
-    MeanFieldNormal,
     RegressionOrClassModel,
     bayesian_parameters,
     to_pyro_model,
 )
+from trustml.uq._rng import reinitialize, seed_int, seeded_rng
+from trustml.uq._source import Prepared, Source, first_inputs, prepare
+from trustml.uq.base import TASKS, UncertaintyEstimator
 from trustml.uq.predictive import Predictive
 from trustml.utils.seeding import SeedLike, as_seed_sequence, child
-from trustml.utils.validation import check_in, check_positive_int
 
 if TYPE_CHECKING:  # pragma: no cover
     import arviz
+    from pyro.params.param_store import StateDict
 
 __all__ = ["BayesianNN"]
 
-_INFERENCE = ("svi", "nuts")
-_GUIDES = ("normal", "lowrank")
+_POSITIVE: list[Constraint | None] = [Interval(int, 1, None)]
 _SVI_DEFAULTS = {"epochs": 20, "batch_size": 64, "lr": 1e-3, "particles": 1, "engine": "auto"}
 _NUTS_DEFAULTS = {"num_samples": 200, "warmup": 200, "chains": 2, "max_tree_depth": 8}
 _SVI_DRAWS = 100
@@ -56,7 +51,7 @@ _EXPLAIN_DRAWS = 20
 _N_STORED = 8  # training inputs kept for the posterior predictive of to_inference_data()
 
 
-class BayesianNN:
+class BayesianNN(UncertaintyEstimator):
     """A scientist's ``nn.Module`` as a Bayesian neural network, built with Pyro.
 
     A deep copy of the module (re-initialised from ``seed``) is converted with
@@ -130,6 +125,26 @@ class BayesianNN:
     (10, 5, 1)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "module": [InstanceOf(nn.Module, "an nn.Module")],
+        "task": [Options(TASKS)],
+        "inference": [Options(("svi", "nuts"))],
+        "prior_scale": [Interval(Real, 0, None, closed="neither")],
+        "guide": [Options(("normal", "lowrank"))],
+        "bayesian_layers": [None, STR_LIST],
+        "init_scale": [Interval(Real, 0, None, closed="neither")],
+        "seed": [None, SEED],
+        "device": [DEVICE],
+    }
+    _fit_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "particles": _POSITIVE,
+        "engine": [Options(ENGINES)],
+        "num_samples": _POSITIVE,
+        "warmup": [Interval(int, 0, None)],
+        "chains": _POSITIVE,
+        "max_tree_depth": _POSITIVE,
+    }
+
     def __init__(
         self,
         module: nn.Module,
@@ -154,22 +169,11 @@ class BayesianNN:
         self.device = device
 
     # -- checks ---------------------------------------------------------------------------
-    def _check_params(self) -> torch.device:
-        owner = type(self).__name__
-        if not isinstance(self.module, nn.Module):
-            raise TypeError(f"Expected module to be an nn.Module, got {type(self.module).__name__}")
-        check_in(self.task, ("regression", "classification"), name="task", owner=owner)
-        check_in(self.inference, _INFERENCE, name="inference", owner=owner)
-        check_in(self.guide, _GUIDES, name="guide", owner=owner)
-        for name in ("prior_scale", "init_scale"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-                raise ValueError(f"Expected {name} > 0, got {value!r}")
+    def _check_param_combinations(self) -> None:
         if self.inference == "nuts" and self.bayesian_layers is not None:
             raise ValueError(
                 "bayesian_layers needs inference='svi': NUTS cannot fit point-estimated layers"
             )
-        return check_device(self.device)
 
     def _options(self, given: dict[str, Any]) -> dict[str, Any]:
         mine, other = (
@@ -183,7 +187,14 @@ class BayesianNN:
                 f"fit option(s) {wrong} do not apply to inference={self.inference!r}; "
                 f"its options are {sorted(mine)}"
             )
-        return {k: v if given.get(k) is None else given[k] for k, v in mine.items()}
+        opts = {k: v if given.get(k) is None else given[k] for k, v in mine.items()}
+        if self.inference == "svi":
+            shared = {k: opts[k] for k in ("epochs", "batch_size", "lr")}
+            self._train_settings(**shared, progress=given.get("progress"))
+            self._check_fit_options({k: opts[k] for k in ("particles", "engine")})
+        else:
+            self._check_fit_options(opts)
+        return opts
 
     # -- training -------------------------------------------------------------------------
     def fit(
@@ -237,7 +248,8 @@ class BayesianNN:
         -------
         self
         """
-        device = self._check_params()
+        self._validate_params()
+        device = self._device()
         opts = self._options(
             {
                 "epochs": epochs,
@@ -249,6 +261,7 @@ class BayesianNN:
                 "warmup": warmup,
                 "chains": chains,
                 "max_tree_depth": max_tree_depth,
+                "progress": progress,
             }
         )
         ss = as_seed_sequence(self.seed)
@@ -258,7 +271,7 @@ class BayesianNN:
         sites = bayesian_parameters(plain, self.bayesian_layers)
         net, shapes = to_pyro_model(plain, sites, float(self.prior_scale))
         model = RegressionOrClassModel(net, self.task, data.d)
-        self._store: dict = {"params": {}, "constraints": {}}
+        self._store: StateDict = {"params": {}, "constraints": {}}
         self._draw_cache: dict[int, dict[str, torch.Tensor]] = {}
         if self.inference == "svi":
             self._fit_svi(model, plain, data, ss, device, opts, progress)
@@ -285,42 +298,15 @@ class BayesianNN:
         opts: dict[str, Any],
         progress: bool | None,
     ) -> None:
-        check_train_settings(opts["epochs"], opts["batch_size"], opts["lr"])
-        check_positive_int(opts["particles"], name="particles")
-        check_in(opts["engine"], ENGINES, name="engine", owner=type(self).__name__)
-        init = init_to_value(values={n: p.detach() for n, p in plain.named_parameters()})
-        cls = MeanFieldNormal if self.guide == "normal" else AutoLowRankMultivariateNormal
-        guide = cls(model, init_loc_fn=init, init_scale=float(self.init_scale))
-        n = data.source.n
-        data_seed = child(ss, "data")
-        first = next(
-            minibatches(data.source, np.random.default_rng(data_seed), opts["batch_size"], device)
-        )
-        plain.train()
-        model.net.train()
-        with scoped(self._store), seeded_rng(device, seed_int(child(ss, "svi"))):
-            guide(*first, size=n)  # sets the guide up: sites, shapes, initial values
-            loss_fn = choose_engine(
-                opts["engine"], model, guide, plain, float(self.prior_scale),
-                opts["particles"], first, n,
-            )  # fmt: skip
-            params = [*guide.parameters(), *model.net.parameters()]
-            losses = train_svi(
-                loss_fn,
-                params,
-                data,
-                epochs=opts["epochs"],
-                batch_size=opts["batch_size"],
-                lr=float(opts["lr"]),
-                rng=np.random.default_rng(data_seed),
-                device=device,
-                progress=progress,
-            )
-        model.net.eval()
-        self.guide_ = guide
-        self._svi_loss, self._svi_params = loss_fn, params  # for benchmarks.bayes_svi
-        self.svi_engine_ = loss_fn.kind  # type: ignore[attr-defined]
-        self.history_ = {"loss": losses}
+        fitted = fit_guide(
+            model, plain, data, ss, device, opts, guide=self.guide,
+            init_scale=float(self.init_scale), prior_scale=float(self.prior_scale),
+            store=self._store, progress=progress,
+        )  # fmt: skip
+        self.guide_ = fitted.guide
+        self._svi_loss, self._svi_params = fitted.loss_fn, fitted.params  # benchmarks.bayes_svi
+        self.svi_engine_ = fitted.loss_fn.kind  # type: ignore[attr-defined]
+        self.history_ = {"loss": fitted.losses}
 
     def _fit_nuts(
         self,
@@ -345,12 +331,13 @@ class BayesianNN:
 
     # -- posterior draws ------------------------------------------------------------------
     def _draws(self, samples: int | None) -> dict[str, torch.Tensor]:
-        """``S`` posterior draws of every site, ``(S, *shape)``; the same for the same ``S``."""
+        """``S`` posterior draws of every site, ``(S, *shape)``; the same for the same ``S``
+        (``samples``, already checked)."""
         if self.inference == "nuts":
             return select_draws(self.samples_, samples)
-        samples = _SVI_DRAWS if samples is None else check_positive_int(samples, name="samples")
+        samples = _SVI_DRAWS if samples is None else samples
         if samples not in self._draw_cache:
-            device = check_device(self.device)
+            device = self._device()
             with scoped(self._store), seeded_rng(device, seed_int(child(self._ss, "predict"))):
                 with torch.no_grad():
                     draws = [self.guide_() for _ in range(samples)]
@@ -389,11 +376,12 @@ class BayesianNN:
             of the means over draws; aleatoric: the likelihood's std). Classification:
             member logits and probabilities ``(S, N, C)``.
         """
-        check_fitted(self)
+        self._check_fitted()
+        self._check_argument("predict", "samples", samples, [None, *_POSITIVE])
+        self._check_argument("predict", "batch_size", batch_size, _POSITIVE)
         draws = self._draws(samples)
         outs = [
-            self._outputs(draws, xb)
-            for xb in input_batches(x, batch_size, check_device(self.device))
+            self._outputs(draws, xb) for xb in Source(x).input_batches(batch_size, self._device())
         ]
         if not outs:
             raise ValueError("Expected at least one sample to predict, got 0")
@@ -402,18 +390,9 @@ class BayesianNN:
             self.task, self.n_outputs_, out, self.target_shift_, self.target_scale_
         )
 
-    def explain_modules(
-        self, samples: int | None = None, *, output: str = "mean"
-    ) -> list[nn.Module]:
-        """One module per posterior draw for attribution.
-
-        Each maps inputs ``(N, *input_shape)`` to the predicted mean in data units ``(N, D)``
-        (regression) or logits ``(N, C)`` (classification); ``output="std"`` (regression):
-        the predicted aleatoric std in data units. ``samples``: as in :meth:`predict` (the
-        same draws as ``predict(x, samples=samples)``); default 20 (attribution runs once
-        per module).
-        """
-        check_fitted(self)
+    def _explain_modules(self, output: str, samples: int | None) -> list[nn.Module]:
+        """One module per posterior draw: the same draws as ``predict(x, samples=samples)``;
+        default 20 (attribution runs once per module)."""
         if samples is None:
             total = self.diverging_.size if self.inference == "nuts" else _EXPLAIN_DRAWS
             samples = min(_EXPLAIN_DRAWS, total)
@@ -455,7 +434,8 @@ class BayesianNN:
         >>> idata.posterior["net.0.weight"].dims  # doctest: +SKIP
         ('chain', 'draw', 'net.0.weight_dim_0', 'net.0.weight_dim_1')
         """
-        check_fitted(self)
+        self._check_fitted()
+        self._check_argument("to_inference_data", "samples", samples, [None, *_POSITIVE])
         nuts = self.inference == "nuts"
         draws = self._draws(None if nuts else samples)
         chains = self._chains()
@@ -497,9 +477,10 @@ class BayesianNN:
             SVI: one chain of independent draws); ``divergences``: divergent NUTS
             transitions after warm-up (0 for SVI); ``chains`` and ``draws``.
         """
-        check_fitted(self)
-        device = check_device(self.device)
-        xs = self._stored_x if x is None else next(input_batches(x, 1 << 30, device))
+        self._check_fitted()
+        self._check_argument("diagnostics", "samples", samples, [None, *_POSITIVE])
+        device = self._device()
+        xs = self._stored_x if x is None else next(Source(x).input_batches(1 << 30, device))
         if samples is not None and self.inference == "nuts":
             raise ValueError("diagnostics(samples=...) applies to SVI; NUTS uses every kept draw")
         draws = self._draws(samples)
@@ -507,6 +488,3 @@ class BayesianNN:
         name = "mean" if self.task == "regression" else "probs"
         nuts = self.inference == "nuts"
         return summarize(groups[name], name, int(self.diverging_.sum()) if nuts else 0)
-
-
-# -- helpers ------------------------------------------------------------------------------

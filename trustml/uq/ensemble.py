@@ -6,33 +6,45 @@ import logging
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
 from torch import nn
 
-from trustml.exceptions import NotFittedError
-from trustml.uq._ensemble_data import Source
+from trustml.uq._constraints import (
+    BOOLEAN,
+    DEVICE,
+    SEED,
+    Constraint,
+    Interval,
+    IsCallable,
+    Options,
+)
 from trustml.uq._ensemble_io import load_weights, read_ensemble, write_ensemble
-from trustml.uq._fit_loop import fit_settings, split_validation, train_members
-from trustml.uq._heads import HeadSpec, Homoscedastic, MeanHead, build_member, member_outputs
+from trustml.uq._fit_loop import split_validation, train_members
+from trustml.uq._heads import HeadSpec, Homoscedastic, build_member, explain_head, member_outputs
+from trustml.uq._member_parts import merge_parts
+from trustml.uq._source import Source
 from trustml.uq._vectorized import build_engine
+from trustml.uq.base import TASKS, UncertaintyEstimator
 from trustml.uq.predictive import Predictive
 from trustml.utils.seeding import SeedLike, as_seed_sequence, member_seed_sequences
-from trustml.utils.validation import check_in, check_positive_int
 
 __all__ = ["DeepEnsemble"]
 
+_BATCH: list[Constraint | None] = [Interval(int, 1, None)]
 
-class DeepEnsemble:
+
+class DeepEnsemble(UncertaintyEstimator):
     """An ensemble of K independently initialised and trained copies of a model.
 
     Members are trained and evaluated together on one device (``vectorize="auto"``): models
-    built from standard layers (the builtin ``cnn`` and ``mlp`` included) run as one grouped
-    network, other models under ``torch.func.vmap``; models ``vmap`` cannot run (checked on a
-    probe batch) train member by member, with a log line saying why. Every path gives the same
-    numbers up to float rounding.
+    built from standard layers, or whose class implements
+    :class:`trustml.models.GroupedModule` (the builtin ``cnn`` and ``mlp`` do), run as one
+    grouped network; other models under ``torch.func.vmap``; models ``vmap`` cannot run
+    (checked on a probe batch) train member by member, with a log line saying why. Every path
+    gives the same numbers up to float rounding.
 
     Parameters
     ----------
@@ -94,6 +106,17 @@ class DeepEnsemble:
     (5, 1)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "make_model": [IsCallable("a callable returning an nn.Module, or an nn.Module")],
+        "members": [Interval(int, 1, None)],
+        "task": [Options(TASKS)],
+        "seed": [None, SEED],
+        "heteroscedastic": [BOOLEAN],
+        "standardize_targets": [BOOLEAN],
+        "device": [DEVICE],
+        "vectorize": [Options(("auto", True, False))],
+    }
+
     def __init__(
         self,
         make_model: Callable[[], nn.Module] | nn.Module,
@@ -114,28 +137,6 @@ class DeepEnsemble:
         self.standardize_targets = standardize_targets
         self.device = device
         self.vectorize = vectorize
-
-    # -- checks ---------------------------------------------------------------------------
-    def _check_params(self) -> torch.device:
-        owner = type(self).__name__
-        check_in(self.task, ("regression", "classification"), name="task", owner=owner)
-        check_positive_int(self.members, name="members")
-        check_in(self.vectorize, ("auto", True, False), name="vectorize", owner=owner)
-        for name in ("heteroscedastic", "standardize_targets"):
-            if not isinstance(getattr(self, name), bool):
-                raise TypeError(f"Expected {name} to be a bool, got {getattr(self, name)!r}")
-        try:
-            return torch.device(self.device)
-        except (RuntimeError, TypeError) as exc:
-            raise ValueError(
-                f"Expected device to name a torch device, got {self.device!r}"
-            ) from exc
-
-    def _check_fitted(self) -> None:
-        if not hasattr(self, "members_"):
-            raise NotFittedError(
-                f"This {type(self).__name__} instance is not fitted yet. Call 'fit' before using it."
-            )
 
     def _head(self, n_outputs: int) -> HeadSpec:
         return HeadSpec(self.task, n_outputs, self.heteroscedastic)
@@ -228,23 +229,30 @@ class DeepEnsemble:
         Returns
         -------
         dict
-            Plain data (picklable, no modules): ``member_indices`` list of int;
-            ``state_dicts`` list of ``{name: CPU tensor}``, one per index; ``history``
-            ``{"loss": [[float] per index], "val_loss": ...}``; ``target_shift``,
-            ``target_scale`` ndarray ``(D,)`` or None; ``n_outputs`` int (``D`` or ``C``);
-            ``validation_indices`` ndarray or None; ``engine`` str.
+            A part (plain, picklable data; see :mod:`trustml.uq._member_parts`):
+            ``member_indices``, ``state_dicts`` (CPU tensors), ``history``, ``target_shift``,
+            ``target_scale``, ``n_outputs``, ``validation_indices``, ``engine``.
         """
-        device = self._check_params()
+        self._validate_params()
+        device = self._device()
         ids = [int(k) for k in member_indices]
         if not ids or len(set(ids)) != len(ids) or min(ids) < 0 or max(ids) >= self.members:
             raise ValueError(
                 f"Expected distinct member indices in 0..{self.members - 1}, got {ids}"
             )
-        settings = fit_settings(epochs, batch_size, lr, weight_decay, patience, progress)
+        settings = self._train_settings(
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            validation=validation,
+            patience=patience,
+            progress=progress,
+        )
         source = Source(x, y)
         source.task = self.task
         ss = as_seed_sequence(self.seed)  # once: seed=None must not differ between members
-        train_idx, val_idx = split_validation(source, validation, patience, ss)
+        train_idx, val_idx = split_validation(source, settings.validation, settings.patience, ss)
         if self.task == "regression":
             source.fit_scaling(train_idx if val_idx is not None else None, self.standardize_targets)
         shift, scale = source.shift, source.scale
@@ -307,23 +315,11 @@ class DeepEnsemble:
         -------
         self
         """
-        found: dict[int, tuple[Mapping[str, Any], int]] = {}
-        for part in parts:
-            for j, k in enumerate(part["member_indices"]):
-                if k in found:
-                    raise ValueError(f"Member {k} was trained more than once")
-                found[int(k)] = (part, j)
-        missing = sorted(set(range(self.members)) - set(found))
-        if missing or len(found) != self.members:
-            raise ValueError(f"Expected members 0..{self.members - 1}; missing {missing}")
-        first = parts[0]
-        ordered = [found[k] for k in range(self.members)]
-        history: dict[str, list[list[float]]] = {
-            key: [list(p["history"][key][j]) for p, j in ordered] for key in first["history"]
-        }
+        merged = merge_parts(parts, self.members)
+        first = merged.shared
         self._install(
-            [p["state_dicts"][j] for p, j in ordered],
-            history,
+            merged.state_dicts,
+            merged.history,
             first["target_shift"],
             first["target_scale"],
             int(first["n_outputs"]),
@@ -341,7 +337,8 @@ class DeepEnsemble:
         scale: np.ndarray | None,
         n_outputs: int,
     ) -> None:
-        device = self._check_params()
+        self._validate_params()
+        device = self._device()
         built = []
         for k, state in enumerate(state_dicts):
             model = self._new_member(0, n_outputs, device)
@@ -370,7 +367,7 @@ class DeepEnsemble:
             member probabilities ``(K, N, C)``.
         """
         self._check_fitted()
-        check_positive_int(batch_size, name="batch_size")
+        self._check_argument("predict", "batch_size", batch_size, _BATCH)
         head = self._head(self.n_outputs_)
         with torch.no_grad():
             parts = [
@@ -386,7 +383,7 @@ class DeepEnsemble:
 
     def _outputs(self, x: Any, batch_size: int, head: HeadSpec) -> Iterator[torch.Tensor]:
         """Raw member outputs ``(K, b, O)``, batch by batch, all members at once."""
-        device = self._check_params()
+        device = self._device()
         engine = None
         for xb in Source(x).input_batches(batch_size, device):
             if engine is None:
@@ -402,24 +399,43 @@ class DeepEnsemble:
                 )
             yield engine.forward(xb)
 
-    def explain_modules(self) -> list[nn.Module]:
-        """One module per member mapping inputs ``(N, *input_shape)`` to the predicted mean in
-        data units ``(N, D)`` (regression) or logits ``(N, C)`` (classification).
-
-        Every uncertainty wrapper of trustml has this method; attribution uses it to explain
-        the model member by member (or posterior sample by posterior sample).
-        """
-        self._check_fitted()
-        return [self.member_module(k) for k in range(len(self.members_))]
+    def _explain_modules(self, output: str, samples: int | None) -> list[nn.Module]:
+        """Members ``0..samples-1`` (default: all K) for attribution; see
+        :meth:`UncertaintyEstimator.explain_modules`."""
+        k = len(self.members_)
+        if samples is not None and samples > k:
+            raise ValueError(
+                f"Expected samples <= {k} (the members of this ensemble), got {samples}"
+            )
+        return [
+            self.member_module(j, output=output) for j in range(k if samples is None else samples)
+        ]
 
     def member_module(self, k: int, output: str = "mean") -> nn.Module:
-        """Member ``k`` as a module mapping inputs to its predicted mean in data units
-        ``(N, D)`` (regression) or its logits ``(N, C)`` (classification); for attribution."""
+        """Member ``k`` as a module for attribution, in eval mode.
+
+        Parameters
+        ----------
+        k : int
+            Member index in ``0..K-1``.
+        output : {"mean", "std"}, default "mean"
+            Map inputs ``(N, *input_shape)`` to the member's predicted mean in data units
+            ``(N, D)`` (regression) or its logits ``(N, C)`` (classification); ``"std"``: its
+            predicted std in data units ``(N, D)`` (regression).
+
+        Returns
+        -------
+        nn.Module
+        """
         self._check_fitted()
-        check_in(output, ("mean",), name="output")
-        if self.task == "classification":
-            return self.members_[k]
-        return MeanHead(self.members_[k], self.target_shift_, self.target_scale_)
+        return explain_head(
+            self.members_[k],
+            self.task,
+            self.target_shift_,
+            self.target_scale_,
+            output,
+            heteroscedastic=self.heteroscedastic,
+        )
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -433,14 +449,8 @@ class DeepEnsemble:
         pathlib.Path
         """
         self._check_fitted()
-        config = {
-            "members": self.members,
-            "task": self.task,
-            "seed": self.seed,
-            "heteroscedastic": self.heteroscedastic,
-            "standardize_targets": self.standardize_targets,
-            "vectorize": self.vectorize,
-        }
+        # the architecture comes from load()'s make_model, the device from its caller
+        config = {k: v for k, v in self.get_params().items() if k not in ("make_model", "device")}
         fitted = {
             "n_outputs": self.n_outputs_,
             "target_shift": self.target_shift_,

@@ -4,35 +4,26 @@ from __future__ import annotations
 
 import copy
 import sys
-from typing import Any
+from typing import Any, ClassVar, cast
 
 import numpy as np
 import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from trustml.uq._bayes_common import (
-    check_device,
-    check_fitted,
-    check_train_settings,
-    explain_head,
-    input_batches,
-    minibatches,
-    prepare,
-    reinitialize,
-    seed_int,
-    seeded_rng,
-    to_predictive,
-)
-from trustml.uq._heads import HeadSpec
+from trustml.models import CHANNELWISE_DROPOUT_TYPES, DROPOUT_TYPES, dropout_rates
+from trustml.uq._constraints import DEVICE, SEED, Constraint, InstanceOf, Interval, Options
+from trustml.uq._heads import HeadSpec, explain_head, to_predictive
+from trustml.uq._rng import reinitialize, seed_int, seeded_rng
+from trustml.uq._source import Source, minibatches, prepare
+from trustml.uq.base import TASKS, UncertaintyEstimator
 from trustml.uq.predictive import Predictive
 from trustml.utils.seeding import SeedLike, as_seed_sequence, child
-from trustml.utils.validation import check_in, check_positive_int
 
 __all__ = ["MCDropout"]
 
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
-_CHANNELWISE = (nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+_POSITIVE: list[Constraint | None] = [Interval(int, 1, None)]
+_EXPLAIN_DRAWS = 20  # default modules for attribution (it runs once per module)
 _MAX_ROWS = 4096  # rows per forward when draws are stacked along the batch
 
 
@@ -86,15 +77,14 @@ def _with_draw_dropout(model: nn.Module, state: _Draws) -> nn.Module:
     layer = 0
     for parent in list(model.modules()):
         for name, sub in list(parent.named_children()):
-            if isinstance(sub, _DROPOUT):
-                setattr(
-                    parent, name, _DrawDropout(sub.p, isinstance(sub, _CHANNELWISE), layer, state)
-                )
+            if isinstance(sub, DROPOUT_TYPES):
+                channelwise = isinstance(sub, CHANNELWISE_DROPOUT_TYPES)
+                setattr(parent, name, _DrawDropout(cast(float, sub.p), channelwise, layer, state))
                 layer += 1
     return model.eval()
 
 
-class MCDropout:
+class MCDropout(UncertaintyEstimator):
     """Monte Carlo dropout around a model that has dropout layers.
 
     The model is trained once, as usual (Gaussian NLL or cross-entropy, dropout on); at
@@ -133,6 +123,14 @@ class MCDropout:
     (20, 5, 1)
     """
 
+    _parameter_constraints: ClassVar[dict[str, list[Constraint | None]]] = {
+        "module": [InstanceOf(nn.Module, "an nn.Module")],
+        "samples": _POSITIVE,
+        "task": [Options(TASKS)],
+        "seed": [None, SEED],
+        "device": [DEVICE],
+    }
+
     def __init__(
         self,
         module: nn.Module,
@@ -148,12 +146,8 @@ class MCDropout:
         self.seed = seed
         self.device = device
 
-    def _check_params(self) -> torch.device:
-        if not isinstance(self.module, nn.Module):
-            raise TypeError(f"Expected module to be an nn.Module, got {type(self.module).__name__}")
-        check_in(self.task, ("regression", "classification"), name="task", owner="MCDropout")
-        check_positive_int(self.samples, name="samples")
-        rates = [m.p for m in self.module.modules() if isinstance(m, _DROPOUT)]
+    def _check_param_combinations(self) -> None:
+        rates = dropout_rates(self.module)
         if not any(p > 0 for p in rates):
             found = f"its {len(rates)} dropout layer(s) have p = 0" if rates else "it has none"
             raise ValueError(
@@ -161,7 +155,6 @@ class MCDropout:
                 f"with p > 0; {found}. Build the model with dropout, e.g. "
                 "build_model('mlp', ..., dropout=0.1)"
             )
-        return check_device(self.device)
 
     def fit(
         self,
@@ -190,18 +183,23 @@ class MCDropout:
         -------
         self
         """
-        device = self._check_params()
-        check_train_settings(epochs, batch_size, lr)
-        if not float(weight_decay) >= 0:
-            raise ValueError(f"Expected weight_decay >= 0, got {weight_decay!r}")
+        self._validate_params()
+        device = self._device()
+        settings = self._train_settings(
+            epochs=epochs, batch_size=batch_size, lr=lr, weight_decay=weight_decay,
+            progress=progress,
+        )  # fmt: skip
+        epochs, batch_size = settings.epochs, settings.batch_size
         ss = as_seed_sequence(self.seed)
         self._ss = ss
         model = reinitialize(self.module, seed_int(child(ss, "init"))).to(device)
         data = prepare(x, y, self.task, model, device)
         head = HeadSpec(self.task, data.d, True)
-        optim = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
+        optim = torch.optim.Adam(
+            model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay
+        )
         rng = np.random.default_rng(child(ss, "data"))
-        show = sys.stderr.isatty() if progress is None else bool(progress)
+        show = sys.stderr.isatty() if settings.progress is None else settings.progress
         history: list[float] = []
         model.train()
         with (
@@ -231,8 +229,10 @@ class MCDropout:
         self.n_outputs_ = data.d
         return self
 
-    def _n_draws(self, samples: int | None) -> int:
-        return self.samples if samples is None else check_positive_int(samples, name="samples")
+    def _n_draws(self, method: str, samples: int | None) -> int:
+        if samples is None:
+            return self.samples
+        return self._check_argument(method, "samples", samples, _POSITIVE)
 
     @torch.no_grad()
     def predict(self, x: Any, *, samples: int | None = None, batch_size: int = 256) -> Predictive:
@@ -251,12 +251,13 @@ class MCDropout:
             Regression: member means and stds ``(S, N, D)`` in data units. Classification:
             member logits and probabilities ``(S, N, C)``.
         """
-        check_fitted(self)
-        k = self._n_draws(samples)
+        self._check_fitted()
+        k = self._n_draws("predict", samples)
+        self._check_argument("predict", "batch_size", batch_size, _POSITIVE)
         state = _Draws(child(self._ss, "masks"), [])
         net = _with_draw_dropout(self.model_, state)
         outs = []
-        for xb in input_batches(x, batch_size, check_device(self.device)):
+        for xb in Source(x).input_batches(batch_size, self._device()):
             step = max(1, _MAX_ROWS // len(xb))
             parts = []
             for start in range(0, k, step):
@@ -271,16 +272,11 @@ class MCDropout:
             self.task, self.n_outputs_, out, self.target_shift_, self.target_scale_
         )
 
-    def explain_modules(
-        self, samples: int | None = None, *, output: str = "mean"
-    ) -> list[nn.Module]:
-        """One module per draw (its masks fixed), mapping inputs ``(N, *input_shape)`` to the
-        predicted mean in data units ``(N, D)`` or logits ``(N, C)``; ``output="std"``: the
-        predicted aleatoric std (regression). Draw ``k`` is the same as in :meth:`predict`;
-        ``samples`` defaults to the smaller of 20 and the ``samples`` given at construction
-        (attribution runs once per module)."""
-        check_fitted(self)
-        count = min(20, self.samples) if samples is None else self._n_draws(samples)
+    def _explain_modules(self, output: str, samples: int | None) -> list[nn.Module]:
+        """One module per draw (its masks fixed); draw ``k`` is the same as in
+        :meth:`predict`. ``samples`` defaults to the smaller of 20 and the ``samples`` given
+        at construction (attribution runs once per module)."""
+        count = min(_EXPLAIN_DRAWS, self.samples) if samples is None else samples
         modules = []
         for k in range(count):
             net = _with_draw_dropout(self.model_, _Draws(child(self._ss, "masks"), [k]))

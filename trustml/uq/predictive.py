@@ -73,7 +73,7 @@ class CalibrationMap:
         """``n`` draws ``(n, N, D)``: from the mixture unless :meth:`quantile` is overridden."""
         if type(self).quantile is CalibrationMap.quantile:
             return pred._mixture_sample(n, rng)
-        u = rng.uniform(size=(n, *pred.member_means.shape[1:]))
+        u = rng.uniform(size=(n, *pred._means.shape[1:]))
         return self.quantile(pred, np.clip(u, 1e-12, 1.0 - 1e-12))
 
     def predict_set(self, pred: Predictive, level: float | None) -> np.ndarray:
@@ -179,7 +179,8 @@ class Predictive:
         allowed = {"member_means", "member_stds", "member_probs", "member_logits"}
         if set(members) - allowed:
             raise TypeError(f"Unexpected members {sorted(set(members) - allowed)}")
-        new = {k: None if v is None else _frozen(v) for k, v in members.items()}
+        # Any: mypy checks **new against every field, task (str) included.
+        new: dict[str, Any] = {k: None if v is None else _frozen(v) for k, v in members.items()}
         return replace(self, calibration=calibration, **new)
 
     # -- shared ---------------------------------------------------------------------------
@@ -191,6 +192,18 @@ class Predictive:
     def members(self) -> np.ndarray:
         """Per-member predictions: means ``(K, N, D)`` or probabilities ``(K, N, C)``."""
         return self.member_means if self.task == "regression" else self.member_probs  # type: ignore[return-value]
+
+    @property
+    def _means(self) -> np.ndarray:
+        return _required(self.member_means, "member_means", self.task)
+
+    @property
+    def _stds(self) -> np.ndarray:
+        return _required(self.member_stds, "member_stds", self.task)
+
+    @property
+    def _probs(self) -> np.ndarray:
+        return _required(self.member_probs, "member_probs", self.task)
 
     @property
     def _map(self) -> CalibrationMap:
@@ -232,16 +245,16 @@ class Predictive:
         k, n = self.members.shape[:2]
         if self.task == "regression":
             last = "target"
-            mu, sd = self.member_means, self.member_stds
+            mu, sd = self._means, self._stds
             pp = {"y": mu + sd * rng.standard_normal(mu.shape), "mean": mu, "std": sd}
             dims = {name: ["obs", last] for name in pp}
             obs_dims = ["obs", last]
             observed = None if y is None else self._targets(y)
         else:
             last = "class"
-            cum = np.cumsum(self.member_probs, axis=-1)
+            cum = np.cumsum(self._probs, axis=-1)
             u = rng.uniform(size=(k, n, 1)) * cum[..., -1:]
-            pp = {"y": (u > cum).sum(-1), "probs": self.member_probs}
+            pp = {"y": (u > cum).sum(-1), "probs": self._probs}
             if self.member_logits is not None:
                 pp["logits"] = self.member_logits
             dims = {name: ["obs", last] for name in pp}
@@ -266,7 +279,7 @@ class Predictive:
 
     def _targets(self, y: Any) -> np.ndarray:
         """``y`` as ``(N, D)`` (``(N,)`` accepted when ``D == 1``)."""
-        shape = self.member_means.shape[1:]
+        shape = self._means.shape[1:]
         a = np.asarray(y, dtype=np.float64)
         if a.shape == shape[:1] and shape[1] == 1:
             a = a[:, None]
@@ -276,7 +289,7 @@ class Predictive:
 
     def _labels(self, labels: Any) -> np.ndarray:
         a = np.asarray(labels)
-        n, c = self.member_probs.shape[1:]
+        n, c = self._probs.shape[1:]
         if a.shape != (n,) or np.any(a != np.round(a)) or np.any((a < 0) | (a >= c)):
             raise ValueError(f"Expected integer labels in [0, {c}) of shape ({n},)")
         return a.astype(np.int64)
@@ -286,19 +299,19 @@ class Predictive:
     def mean(self) -> np.ndarray:
         """Mixture mean, shape ``(N, D)``."""
         self._need("regression", "mean")
-        return self.member_means.mean(axis=0)
+        return self._means.mean(axis=0)
 
     @property
     def aleatoric_var(self) -> np.ndarray:
         """Mean of the members' variances (noise the members predict), shape ``(N, D)``."""
         self._need("regression", "aleatoric_var")
-        return (self.member_stds**2).mean(axis=0)
+        return (self._stds**2).mean(axis=0)
 
     @property
     def epistemic_var(self) -> np.ndarray:
         """Variance of the members' means (their disagreement), shape ``(N, D)``."""
         self._need("regression", "epistemic_var")
-        return self.member_means.var(axis=0)
+        return self._means.var(axis=0)
 
     @property
     def var(self) -> np.ndarray:
@@ -313,7 +326,7 @@ class Predictive:
     def mixture_cdf(self, y: Any) -> np.ndarray:
         """CDF of the members' mixture at ``y`` ``(N, D)``, ignoring any calibration."""
         self._need("regression", "cdf")
-        z = (self._targets(y)[None] - self.member_means) / self.member_stds
+        z = (self._targets(y)[None] - self._means) / self._stds
         return special.ndtr(z).mean(axis=0)
 
     def mixture_quantile(self, q: Any, *, tol: float = 1e-10) -> np.ndarray:
@@ -326,11 +339,11 @@ class Predictive:
         q = np.asarray(q, dtype=np.float64)
         if not np.all((q > 0.0) & (q < 1.0)):
             raise ValueError(f"Expected q in (0, 1), got values in [{q.min()}, {q.max()}]")
-        base = self.member_means.shape[1:]
+        base = self._means.shape[1:]
         shape = np.broadcast_shapes(q.shape, base)
         lead = (1,) * (len(shape) - len(base))
-        mu = self.member_means.reshape(-1, *lead, *base)
-        sd = self.member_stds.reshape(-1, *lead, *base)
+        mu = self._means.reshape(-1, *lead, *base)
+        sd = self._stds.reshape(-1, *lead, *base)
         # Every member's own q-quantile brackets the mixture's.
         member_q = mu + special.ndtri(q) * sd
         lo = np.broadcast_to(member_q.min(axis=0), shape)
@@ -373,9 +386,9 @@ class Predictive:
         return self._map.sample(self, n, np.random.default_rng(seed))
 
     def _mixture_sample(self, n: int, rng: np.random.Generator) -> np.ndarray:
-        k = rng.integers(0, self.n_members, size=(n, *self.member_means.shape[1:]))
-        mu = np.take_along_axis(self.member_means[None], k[:, None], axis=1)[:, 0]
-        sd = np.take_along_axis(self.member_stds[None], k[:, None], axis=1)[:, 0]
+        k = rng.integers(0, self.n_members, size=(n, *self._means.shape[1:]))
+        mu = np.take_along_axis(self._means[None], k[:, None], axis=1)[:, 0]
+        sd = np.take_along_axis(self._stds[None], k[:, None], axis=1)[:, 0]
         return mu + sd * rng.standard_normal(mu.shape)
 
     # -- classification -------------------------------------------------------------------
@@ -383,7 +396,7 @@ class Predictive:
     def probs(self) -> np.ndarray:
         """Averaged class probabilities, shape ``(N, C)``."""
         self._need("classification", "probs")
-        return self.member_probs.mean(axis=0)
+        return self._probs.mean(axis=0)
 
     @property
     def entropy(self) -> np.ndarray:
@@ -394,7 +407,7 @@ class Predictive:
     @property
     def mutual_information(self) -> np.ndarray:
         """Entropy minus expected member entropy (the epistemic part), shape ``(N,)``."""
-        pk = self.member_probs
+        pk = self._probs
         expected = -(special.xlogy(pk, pk)).sum(axis=-1).mean(axis=0)
         return np.maximum(self.entropy - expected, 0.0)
 
@@ -415,6 +428,13 @@ def _version() -> str:
         return metadata.version("trustml")
     except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree
         return "0.0.0+unknown"
+
+
+def _required(a: np.ndarray | None, name: str, task: str) -> np.ndarray:
+    """``a``, which a well-formed ``task`` predictive always has (the constructors set it)."""
+    if a is None:
+        raise AttributeError(f"this {task} predictive has no {name}")
+    return a
 
 
 def _frozen(a: Any) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Training and prediction data of a deep ensemble, read as stacked member minibatches.
+"""Training and prediction data of every uncertainty method, read batch by batch.
+
+Deep ensembles read stacked member minibatches; the single-network methods (MC dropout,
+Bayesian networks) read one minibatch per step (:func:`minibatches`) after :func:`prepare`
+has standardised the targets and checked the model's output width.
 
 Whatever comes in (arrays, a ``trustml.data`` dataset with ``read(indices)``, a torch map-style
 ``Dataset`` of ``(x, y)`` pairs or a ``DataLoader``), training reads one ``(L, b, ...)`` block
@@ -10,13 +14,17 @@ and de-duplicate the indices), so nothing beyond a step's batches is ever held.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-__all__ = ["Source", "as_source"]
+from trustml.uq._heads import HeadSpec
+
+__all__ = ["Prepared", "Source", "as_source", "first_inputs", "minibatches", "prepare"]
 
 _MOMENT_CHUNK = 4096
 
@@ -83,7 +91,7 @@ class Source:
     # -- targets --------------------------------------------------------------------------
     def read(self, idx: np.ndarray) -> tuple[np.ndarray | torch.Tensor, np.ndarray | None]:
         """Samples ``idx`` as ``(x, y)``; ``y`` is None for inputs without targets."""
-        if self.kind == "arrays":
+        if self._x_t is not None:  # kind "arrays"
             return self._x_t[torch.from_numpy(idx)], (None if self._y is None else self._y[idx])
         if self.kind == "dataset":
             return self._ds.read(idx)
@@ -126,7 +134,10 @@ class Source:
             return
         idx = np.arange(self.n) if idx is None else idx
         for start in range(0, len(idx), _MOMENT_CHUNK):
-            yield self.read(idx[start : start + _MOMENT_CHUNK])[1]
+            yb = self.read(idx[start : start + _MOMENT_CHUNK])[1]
+            if yb is None:
+                raise TypeError("Expected a dataset that yields targets, got inputs only")
+            yield yb
 
     def check_labels(self, n_classes: int) -> None:
         """Class labels of in-memory targets lie in ``0..n_classes-1``."""
@@ -152,9 +163,18 @@ class Source:
             return xt, None
         if self.task == "classification":
             return xt, torch.as_tensor(_to_numpy(y)).to(device=device, dtype=torch.long)
+        if self.shift is None or self.scale is None:
+            raise RuntimeError("fit_scaling must run before regression targets are read")
         ya = np.asarray(_to_numpy(y), dtype=np.float64)
         ya = (ya.reshape(len(ya), -1) - self.shift) / self.scale
         return xt, torch.as_tensor(ya, dtype=torch.float32, device=device)
+
+    def labelled(self, x: Any, y: Any, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`tensors` of training data, whose targets must be there."""
+        xt, yt = self.tensors(x, y, device)
+        if yt is None:
+            raise TypeError(f"Expected training targets, got inputs only (from {self.kind})")
+        return xt, yt
 
     def gather(
         self, idx: np.ndarray, device: torch.device
@@ -173,10 +193,10 @@ class Source:
     ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """The loader's own batches, the same for every lane: ``(L, b, ...)`` views."""
         for batch in self.loader:  # type: ignore[union-attr]
-            xt, yt = self.tensors(batch[0], batch[1], device)
+            xt, yt = self.labelled(batch[0], batch[1], device)
             yield (
                 xt.unsqueeze(0).expand(lanes, *xt.shape),
-                yt.unsqueeze(0).expand(lanes, *yt.shape),  # type: ignore[union-attr]
+                yt.unsqueeze(0).expand(lanes, *yt.shape),
             )
 
     def input_batches(self, batch_size: int, device: torch.device) -> Iterator[torch.Tensor]:
@@ -200,3 +220,86 @@ class Source:
 def as_source(x: Any, y: Any = None, *, name: str = "x") -> Source:
     """Wrap ``x`` (and ``y``) as a :class:`Source`."""
     return Source(x, y, name=name)
+
+
+# -- single-network fits ----------------------------------------------------------------------
+@dataclass
+class Prepared:
+    """Training data of a fit: the source, the target scaling ``(D,)`` (regression; None for
+    classification) and the output width ``d`` (``D`` targets or ``C`` classes)."""
+
+    source: Source
+    shift: np.ndarray | None
+    scale: np.ndarray | None
+    d: int
+
+
+def prepare(x: Any, y: Any, task: str, model: nn.Module, device: torch.device) -> Prepared:
+    """Wrap the data, standardise regression targets and check the model's output width.
+
+    Parameters
+    ----------
+    x, y
+        As for ``fit``: arrays ``(N, *input_shape)`` and ``(N, D)`` or ``(N,)``, a dataset or
+        a DataLoader (with ``y=None``).
+    task : {"regression", "classification"}
+    model : nn.Module
+        Must map inputs to ``(N, 2 * D)`` (D means, then D raw scales) or ``(N, C)`` logits.
+    device : torch.device
+
+    Returns
+    -------
+    Prepared
+        Regression targets standardised with the training mean and std (like
+        ``DeepEnsemble``).
+    """
+    source = Source(x, y)
+    source.task = task
+    if source.n == 0:
+        raise ValueError("Expected at least one training sample, got 0")
+    shift = scale = None
+    d = 0
+    if task == "regression":
+        mean, std = source.target_moments(None)
+        shift, scale = mean, np.where(std > 0, std, 1.0)
+        source.shift, source.scale = shift, scale
+        d = len(shift)
+    probe = source.probe(device)
+    with torch.no_grad():
+        out = model.to(device).eval()(probe)
+    if out.dim() != 2 or out.shape[0] != len(probe):
+        raise ValueError(
+            f"The model must map inputs of shape {tuple(probe.shape)} to (N, outputs), "
+            f"got {tuple(out.shape)}"
+        )
+    if task == "classification":
+        d = int(out.shape[1])
+        source.check_labels(d)
+    else:
+        HeadSpec(task, d, True).check_output(int(out.shape[1]))
+    return Prepared(source, shift, scale, d)
+
+
+def first_inputs(source: Source, k: int, device: torch.device) -> torch.Tensor:
+    """The first ``k`` inputs ``(k, *input_shape)`` (fewer when there are fewer), float32 on
+    ``device``."""
+    if source.kind == "loader":
+        return next(source.input_batches(k, device))[:k]
+    return source.tensors(source.read(np.arange(min(k, source.n)))[0], None, device)[0]
+
+
+def minibatches(
+    source: Source, rng: np.random.Generator, batch_size: int, device: torch.device
+) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    """One epoch of ``(x, y, idx)`` minibatches in an order drawn from ``rng``; ``idx`` holds
+    the samples' indices (sorted within a batch: datasets read faster)."""
+    if source.kind == "loader":
+        for batch in source.loader:  # type: ignore[union-attr]
+            xb, yb = source.labelled(batch[0], batch[1], device)
+            yield xb, yb, torch.arange(len(xb), device=device)
+        return
+    order = rng.permutation(source.n)
+    for start in range(0, source.n, batch_size):
+        idx = np.sort(order[start : start + batch_size])
+        xb, yb = source.labelled(*source.read(idx), device)
+        yield xb, yb, torch.as_tensor(idx, device=device)
