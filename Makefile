@@ -40,8 +40,10 @@ examples: $(STAMP)
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 1 ]; then exit $$rc; fi; \
 	done
 
+# ruff on everything, mypy (types) on the package; CI runs this after `make test`.
 lint: $(STAMP)
 	$(BIN)/ruff check trustml tests benchmarks
+	$(BIN)/mypy trustml
 
 clean:
 	rm -rf $(VENV) reports .pytest_cache

@@ -150,6 +150,78 @@ def report_violations(root: Path = PACKAGE_DIR) -> list[str]:
     return violations
 
 
+def import_cycles(root: Path = PACKAGE_DIR) -> list[list[str]]:
+    """Groups of trustml modules that import each other, directly or in a ring (any import:
+    module level, inside functions, under TYPE_CHECKING). Each group is sorted."""
+    modules = {_module_name(p, root): p for p in _modules(root)}
+    graph = {
+        m: sorted({i.module for i in collect_imports(p, root)} & modules.keys() - {m})
+        for m, p in modules.items()
+    }
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            group = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                group.append(w)
+                if w == v:
+                    break
+            if len(group) > 1:
+                cycles.append(sorted(group))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return sorted(cycles)
+
+
+def private_imports(root: Path = PACKAGE_DIR) -> list[str]:
+    """``file:line: ...`` for every import of another top-level package's private name or module
+    (a ``_``-prefixed name or module path part; dunders such as ``__version__`` are public)."""
+
+    def private(part: str) -> bool:
+        return part.startswith("_") and not (part.startswith("__") and part.endswith("__"))
+
+    violations = []
+    for path in _modules(root):
+        module = _module_name(path, root)
+        own = layer_of(module)
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for node in ast.walk(tree):
+            pairs: list[tuple[str, str]] = []
+            if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                pairs = [(node.module, alias.name) for alias in node.names]
+            elif isinstance(node, ast.Import):
+                pairs = [(alias.name, "") for alias in node.names]
+            for target, name in pairs:
+                parts = target.split(".")
+                if parts[0] != "trustml" or layer_of(target) == own:
+                    continue
+                if any(private(p) for p in parts[2:]) or private(name):
+                    shown = f"{target}.{name}" if name else target
+                    violations.append(
+                        f"{path.relative_to(root.parent)}:{node.lineno}: {module} imports the "
+                        f"private {shown} of trustml.{layer_of(target)}"
+                    )
+    return violations
+
+
 def test_the_package_is_found():
     assert (PACKAGE_DIR / "exceptions.py").is_file()
     assert (PACKAGE_DIR / "report").is_dir()
@@ -170,6 +242,38 @@ def test_report_reads_only_results():
     assert not violations, (
         "the report layer must rebuild any report without a model or GPU:\n" + "\n".join(violations)
     )
+
+
+#: The packages that only orchestrate or present: each module stays small enough to read at once.
+MAX_LINES = {"report": 400, "protocol": 400}
+MAX_RUNNER_LINES = 300
+
+
+def long_modules(root: Path = PACKAGE_DIR) -> dict[str, int]:
+    """Modules of the packages in :data:`MAX_LINES` that are longer than their limit."""
+    out = {}
+    for package, limit in MAX_LINES.items():
+        for path in sorted((root / package).rglob("*.py")):
+            n = len(path.read_text(encoding="utf-8").splitlines())
+            if n > limit:
+                out[str(path.relative_to(root.parent))] = n
+    return out
+
+
+def test_report_and_protocol_modules_stay_short():
+    assert long_modules() == {}
+    runner = PACKAGE_DIR / "protocol" / "runner.py"
+    assert len(runner.read_text(encoding="utf-8").splitlines()) < MAX_RUNNER_LINES
+
+
+def test_no_import_cycles():
+    cycles = import_cycles()
+    assert not cycles, "modules that import each other:\n" + "\n".join(map(" <-> ".join, cycles))
+
+
+def test_no_package_imports_another_packages_private_names():
+    violations = private_imports()
+    assert not violations, "\n".join(violations)
 
 
 # The checker itself: each of these is a case it must catch or must let through.
@@ -261,3 +365,26 @@ def test_checker_reports_violations_with_file_and_line(tmp_path):
         "trustml/gadgets.py: 'gadgets' is not in the layer table of DESIGN.md "
         "(add it to LAYERS in tests/test_layers.py)"
     ]
+
+
+def test_cycle_and_private_checkers_catch_what_they_must(tmp_path):
+    fake = tmp_path / "trustml"
+    for sub in ("uq", "models", "report"):
+        (fake / sub).mkdir(parents=True)
+        (fake / sub / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "report" / "a.py").write_text("def f():\n    from trustml.report import b\n")
+    (fake / "report" / "b.py").write_text("from trustml.report.a import f\n")
+    (fake / "models" / "cnn.py").write_text("class _ConvNet: ...\n")
+    (fake / "models" / "_impl.py").write_text("")
+    (fake / "uq" / "_own.py").write_text("")
+    (fake / "uq" / "grouped.py").write_text(
+        "from trustml.models.cnn import _ConvNet\n"
+        "import trustml.models._impl\n"
+        "from trustml.uq._own import x\n"  # its own package's private module: allowed
+        "from trustml import __version__\n"  # a dunder is public
+    )
+    assert import_cycles(fake) == [["trustml.report.a", "trustml.report.b"]]
+    found = private_imports(fake)
+    assert len(found) == 2
+    assert "trustml.models.cnn._ConvNet" in found[0] and "trustml.models._impl" in found[1]

@@ -21,6 +21,7 @@ import traceback
 from collections.abc import Iterator
 from pathlib import Path
 from types import FrameType
+from typing import NoReturn
 
 from trustml.exceptions import (
     EXIT_FAIL,
@@ -38,7 +39,7 @@ EXIT_INTERRUPTED, EXIT_TERMINATED = 130, 143
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # argparse's own usage errors also exit 2
+    def error(self, message: str) -> NoReturn:  # argparse's own usage errors also exit 2
         self.print_usage(sys.stderr)
         self.exit(EXIT_INVALID, f"trustml: error: {message}\n")
 
@@ -52,7 +53,7 @@ def _build_parser() -> argparse.ArgumentParser:
         "Calibrated uncertainty, checked explanations, reproducible reports.",
     )
     p.add_argument("--version", action="version", version=f"trustml {__version__}")
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument(
         "--debug", action="store_true", help="on an error, print the Python traceback too"
     )

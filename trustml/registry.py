@@ -51,7 +51,12 @@ class Registry(Generic[T]):
             ) from None
 
     def names(self) -> list[str]:
+        """Registered names, sorted."""
         return sorted(self._items)
+
+    def in_order(self) -> list[str]:
+        """Registered names in the order they were registered (e.g. a protocol's defaults)."""
+        return list(self._items)
 
     def __contains__(self, name: object) -> bool:
         return name in self._items

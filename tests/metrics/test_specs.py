@@ -14,15 +14,9 @@ QUANTITIES = {"mean", "std", "lower", "upper", "probs"}
 
 def test_registered_names():
     assert METRICS.names() == NAMES
-    assert metric_names("regression") == [
-        "coverage",
-        "crps",
-        "interval_width",
-        "mae",
-        "nll",
-        "rmse",
-    ]
-    assert metric_names("classification") == ["accuracy", "brier", "ece", "nll"]
+    # Registration order: a protocol's default metrics, in the order of the report's tables.
+    assert metric_names("regression") == ["rmse", "mae", "nll", "crps", "coverage", "interval_width"]
+    assert metric_names("classification") == ["accuracy", "nll", "brier", "ece"]
     with pytest.raises(TrustmlInputError, match="task 'segmentation'"):
         metric_names("segmentation")
 

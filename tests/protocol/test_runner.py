@@ -8,6 +8,7 @@ from trustml.distributed import SerialComm
 from trustml.exceptions import RunFailed
 from trustml.protocol import parse_protocol, run_protocol
 from trustml.protocol import runner as runner_mod
+from trustml.protocol._plan import make_plan
 
 DIGITS = {
     "trustml": 1,
@@ -64,7 +65,7 @@ def test_groups_never_straddle_splits_and_runs_are_deterministic(tmp_path):
         "calibration": {"method": "conformal", "alpha": 0.2},
     }
     p = parse_protocol(raw)
-    plan = runner_mod._plan(p, tmp_path, SerialComm())
+    plan = make_plan(p, tmp_path, SerialComm())
     owners = {}
     for name, idx in plan.splits.items():
         for g in np.unique(groups[idx]):

@@ -38,6 +38,8 @@ def error_of(raw) -> str:
 def test_minimal_protocol_gets_defaults():
     p = parse_protocol(BASE)
     assert p.seed == 0 and p.primary.members == 5 and p.calibration.method == "none"
+    # Every registered metric of the task, in the registry's order (as before the registry
+    # became the one source of the names).
     assert p.metric_names == ["rmse", "mae", "nll", "crps", "coverage", "interval_width"]
     assert p.data.split.train == pytest.approx(0.7)
 

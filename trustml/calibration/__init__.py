@@ -1,8 +1,9 @@
 """Post-hoc calibration, fitted on a calibration split only.
 
-Every calibrator follows one contract: ``fit(predictive_cal, y_cal)`` returns ``self`` and
-``transform(predictive)`` returns a new, calibrated :class:`~trustml.Predictive` whose
-``calibration`` field records what changed.
+Every calibrator follows one contract (:class:`Calibrator`): ``fit(predictive_cal, y_cal)``
+returns ``self``, ``transform(predictive)`` returns a new, calibrated
+:class:`~trustml.Predictive` whose ``calibration`` field records what changed, ``params`` holds
+the fitted numbers worth reporting, and ``tasks`` names the tasks it calibrates.
 
 - :class:`TemperatureScaling`: classification; one temperature on member logits.
 - :class:`IsotonicRecalibration`: regression; isotonic map of the PIT (quantile recalibration).
@@ -18,6 +19,7 @@ Examples
 >>> lo, hi = SplitConformal(alpha=0.2).fit(p, y).transform(p).interval(0.8)
 """
 
+from trustml.calibration._base import Calibrator
 from trustml.calibration.conformal import SplitConformal, conformal_quantile
 from trustml.calibration.isotonic import IsotonicRecalibration
 from trustml.calibration.temperature import TemperatureScaling
@@ -25,6 +27,7 @@ from trustml.uq.predictive import CalibrationMap
 
 __all__ = [
     "CalibrationMap",
+    "Calibrator",
     "IsotonicRecalibration",
     "SplitConformal",
     "TemperatureScaling",

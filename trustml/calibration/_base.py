@@ -1,4 +1,5 @@
-"""What every calibrator shares: input checks, the fitted check, target conversion."""
+"""What every calibrator shares: input checks, the fitted check, target conversion, and the
+fitted parameters it reports."""
 
 from __future__ import annotations
 
@@ -20,14 +21,43 @@ def _numpy(a: Any) -> np.ndarray:
 
 class Calibrator:
     """Base of the calibrators: ``fit(predictive_cal, y_cal) -> self``,
-    ``transform(predictive) -> Predictive``.
+    ``transform(predictive) -> Predictive``, and :attr:`params`, the fitted numbers to report.
 
-    Subclasses set ``_tasks`` and ``_fitted_attr`` and implement ``fit`` and ``transform``.
+    Subclasses set :attr:`tasks` (and ``_fitted_attr`` when ``n_calibration_`` is not the
+    last attribute ``fit`` sets), implement ``fit`` and ``transform``, and report their own
+    fitted numbers in ``_fitted_params``.
     """
 
-    _tasks: ClassVar[tuple[str, ...]] = ("regression", "classification")
+    #: The tasks whose predictives this calibrator calibrates.
+    tasks: ClassVar[tuple[str, ...]] = ("regression", "classification")
     _fitted_attr: ClassVar[str] = "n_calibration_"
     n_outputs_: int  # set by fit: number of targets (regression) or classes
+    n_calibration_: int  # set by fit: samples of the calibration split
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The fitted numbers worth reporting, JSON-ready: ``n_calibration`` (samples of the
+        calibration split) and the method's own (e.g. ``temperature``).
+
+        Raises
+        ------
+        NotFittedError
+            Before :meth:`fit`.
+        """
+        self._check_is_fitted()
+        return {"n_calibration": int(self.n_calibration_), **self._fitted_params()}
+
+    def _fitted_params(self) -> dict[str, Any]:
+        """The method's own fitted numbers (the hook :attr:`params` calls)."""
+        return {}
+
+    def fit(self, predictive: Predictive, y: Any) -> Calibrator:
+        """Fit on a calibration-split predictive and its targets or labels; return ``self``."""
+        raise NotImplementedError
+
+    def transform(self, predictive: Predictive) -> Predictive:
+        """``predictive``, calibrated."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if not k.endswith("_"))
@@ -37,9 +67,9 @@ class Calibrator:
         name = type(self).__name__
         if not isinstance(pred, Predictive):
             raise TypeError(f"{name} expects a trustml Predictive, got {type(pred).__name__}")
-        if pred.task not in self._tasks:
+        if pred.task not in self.tasks:
             raise ValueError(
-                f"{name} calibrates {' and '.join(self._tasks)} predictives, got a {pred.task} one"
+                f"{name} calibrates {' and '.join(self.tasks)} predictives, got a {pred.task} one"
             )
         if pred.calibration is not None and not pred.calibration.in_members:
             raise ValueError(
@@ -68,7 +98,7 @@ class Calibrator:
     @staticmethod
     def _regression_targets(pred: Predictive, y: Any) -> np.ndarray:
         """``y`` as float64 ``(N, D)``; ``(N,)`` is accepted when ``D == 1``."""
-        shape = pred.member_means.shape[1:]
+        shape = pred.members.shape[1:]
         a = np.asarray(_numpy(y), dtype=np.float64)
         if a.shape == shape[:1] and shape[1] == 1:
             a = a[:, None]
@@ -81,7 +111,7 @@ class Calibrator:
     @staticmethod
     def _labels(pred: Predictive, labels: Any) -> np.ndarray:
         """Integer labels ``(N,)`` in ``[0, C)``."""
-        n, c = pred.member_probs.shape[1:]
+        n, c = pred.members.shape[1:]
         a = _numpy(labels)
         if a.shape != (n,):
             raise ValueError(
@@ -95,4 +125,4 @@ class Calibrator:
 
     def fit_transform(self, pred: Predictive, y: Any) -> Predictive:
         """``fit(pred, y).transform(pred)``: calibrated predictive of the calibration split."""
-        return self.fit(pred, y).transform(pred)  # type: ignore[attr-defined]
+        return self.fit(pred, y).transform(pred)

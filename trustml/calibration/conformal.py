@@ -154,6 +154,9 @@ class SplitConformal(Calibrator):
         Sorted calibration scores.
     n_calibration_ : int
     n_outputs_ : int
+    params : dict
+        ``n_calibration``, and ``std_multiplier`` (regression: ``q_`` as a list) or ``score``
+        and ``threshold`` (classification: ``q_``).
 
     Examples
     --------
@@ -191,6 +194,11 @@ class SplitConformal(Calibrator):
         self.n_outputs_ = int(pred.members.shape[2])
         self.n_calibration_ = int(scores.shape[0])
         return self
+
+    def _fitted_params(self) -> dict[str, Any]:
+        if isinstance(self.q_, np.ndarray):  # regression: one multiplier per target
+            return {"std_multiplier": self.q_.tolist()}
+        return {"score": self.score, "threshold": self.q_}
 
     def transform(self, predictive: Predictive) -> Predictive:
         """``predictive`` carrying the conformal intervals or prediction sets."""

@@ -35,7 +35,7 @@ class _IsotonicMap(CalibrationMap):
         )
 
     def quantile(self, pred: Predictive, q: Any) -> np.ndarray:
-        base = pred.member_means.shape[1:]
+        base = pred.members.shape[1:]
         q = np.asarray(q, dtype=np.float64)
         qb = np.broadcast_to(q, np.broadcast_shapes(q.shape, base))
         p = np.empty(qb.shape)
@@ -62,6 +62,8 @@ class IsotonicRecalibration(Calibrator):
     n_calibration_ : int
     n_outputs_ : int
         Number of targets D.
+    params : dict
+        ``n_calibration`` and ``n_knots`` (per target, the number of knots of its map).
 
     Examples
     --------
@@ -74,7 +76,7 @@ class IsotonicRecalibration(Calibrator):
     1.6
     """
 
-    _tasks = ("regression",)
+    tasks = ("regression",)
 
     def __init__(self) -> None:
         pass
@@ -105,6 +107,9 @@ class IsotonicRecalibration(Calibrator):
         self.n_outputs_ = int(pit.shape[1])
         self.n_calibration_ = int(n)
         return self
+
+    def _fitted_params(self) -> dict[str, Any]:
+        return {"n_knots": [int(x.size) for x, _ in self.knots_]}
 
     def transform(self, predictive: Predictive) -> Predictive:
         """``predictive`` carrying the fitted PIT map."""

@@ -26,7 +26,7 @@ def _member_logits(pred: Predictive) -> np.ndarray:
     """
     if pred.member_logits is not None:
         return np.asarray(pred.member_logits)
-    return np.log(np.maximum(pred.member_probs, np.finfo(np.float64).tiny))
+    return np.log(np.maximum(pred.members, np.finfo(np.float64).tiny))
 
 
 def _nll(log_t: float, logits: np.ndarray, labels: np.ndarray) -> float:
@@ -74,7 +74,7 @@ class TemperatureScaling(Calibrator):
     'temperature'
     """
 
-    _tasks = ("classification",)
+    tasks = ("classification",)
 
     def __init__(self, *, bounds: tuple[float, float] = (0.01, 100.0)) -> None:
         self.bounds = bounds
@@ -108,6 +108,13 @@ class TemperatureScaling(Calibrator):
         self.n_outputs_ = int(logits.shape[2])
         self.n_calibration_ = int(y.size)
         return self
+
+    def _fitted_params(self) -> dict[str, Any]:
+        return {
+            "temperature": self.temperature_,
+            "nll_calibration_before": self.nll_before_,
+            "nll_calibration_after": self.nll_after_,
+        }
 
     def transform(self, predictive: Predictive) -> Predictive:
         """``predictive`` with every member's logits divided by ``temperature_``."""

@@ -171,7 +171,8 @@ class BaseDataset(Dataset, abc.ABC):
         x, y = self._raw_rows(uniq, inputs=inputs)
         return (None if x is None else x[inverse]), y[inverse]
 
-    def _convert(self, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def _convert(self, x: np.ndarray | None, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        assert x is not None, "inputs were read with inputs=False"  # internal invariant
         x = x.astype(np.float32, copy=False)
         if not x.flags.owndata:  # never hand out a view of stored arrays
             x = x.copy()
@@ -300,6 +301,7 @@ class BaseDataset(Dataset, abc.ABC):
         """
         hx, hy = hashlib.sha256(), hashlib.sha256()
         for _, x, y in self._stream():
+            assert x is not None  # streamed with inputs
             sha256_update_array(hx, x)
             sha256_update_array(hy, y)
         header: dict[str, Any] = {
@@ -344,7 +346,7 @@ class BaseDataset(Dataset, abc.ABC):
         bad = {"x": [0, -1], "y": [0, -1]}
         for start, x, y in self._stream(inputs=x_float):
             for key, arr, check in (("x", x, x_float), ("y", y, True)):
-                if not check:
+                if not check or arr is None:
                     continue
                 flat = arr.reshape(len(arr), -1)
                 if key == "x" or y_float:
@@ -398,7 +400,8 @@ class BaseDataset(Dataset, abc.ABC):
             return
         row = self._target_dtype.itemsize * int(np.prod(self._raw_target_shape, dtype=np.int64))
         step = max(1, self._stream_bytes // max(row, 1))
-        lo = hi = None
+        lo: np.ndarray | None = None
+        hi: np.ndarray | None = None
         for start in range(0, n, step):
             if idx is None:
                 _, y = self._raw_slice(start, min(start + step, n), inputs=False)
@@ -408,6 +411,7 @@ class BaseDataset(Dataset, abc.ABC):
             b_lo, b_hi = flat.min(axis=0), flat.max(axis=0)
             lo = b_lo if lo is None else np.minimum(lo, b_lo)
             hi = b_hi if hi is None else np.maximum(hi, b_hi)
+        assert lo is not None and hi is not None  # n >= 2 rows were read
         constant = np.flatnonzero(lo == hi)  # NaN never compares equal: validate() names it
         if constant.size == 0:
             return

@@ -6,7 +6,8 @@ with ``prefix`` (the file or source) and names the array.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -45,7 +46,8 @@ def one_line(text: object) -> str:
 
 
 def _describe(dtype: np.dtype) -> str:
-    if dtype.kind == "O" and (dtype.metadata or {}).get("vlen") in (str, bytes):
+    metadata: Mapping[str, Any] = dtype.metadata or {}
+    if dtype.kind == "O" and metadata.get("vlen") in (str, bytes):
         return "variable-length string"
     kinds = {
         "S": "bytes",
@@ -113,7 +115,7 @@ def check_groups(groups: object, n_samples: int, *, prefix: str, name: str) -> n
         g = np.array(
             [v.decode("utf-8") if isinstance(v, bytes) else v for v in g.ravel()], dtype=str
         )
-        g = g.reshape(np.shape(groups))
+        g = g.reshape(np.shape(groups))  # type: ignore[call-overload]
     if g.dtype.kind not in "iuU":
         raise DataError(
             f"{prefix}: {name} has dtype {_describe(g.dtype)}; expected integer or string group ids"

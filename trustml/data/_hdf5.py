@@ -103,7 +103,10 @@ class HDF5Dataset(BaseDataset):
         masks: str | None = None,
     ) -> None:
         self.path = Path(path)
-        self.keys = {"inputs": inputs, "targets": targets, "groups": groups, "masks": masks}
+        self.keys: dict[str, str | None] = {
+            "inputs": inputs, "targets": targets, "groups": groups, "masks": masks
+        }  # fmt: skip
+        self._x_key, self._y_key = inputs, targets
         self._h5: h5py.File | None = None
         self._pid: int | None = None
         self._handles: dict[str, h5py.Dataset] = {}
@@ -245,8 +248,8 @@ class HDF5Dataset(BaseDataset):
             # Dense enough: one contiguous read (at most twice the rows) beats point selection.
             x, y = self._raw_slice(lo, hi, inputs=inputs)
             return (None if x is None else x[idx - lo]), y[idx - lo]
-        x = self._read_points(self.keys["inputs"], idx) if inputs else None
-        return x, self._read_points(self.keys["targets"], idx)
+        x = self._read_points(self._x_key, idx) if inputs else None
+        return x, self._read_points(self._y_key, idx)
 
     def _read_points(self, key: str, idx: np.ndarray) -> np.ndarray:
         """Sorted, scattered rows of ``key``.
@@ -281,8 +284,8 @@ class HDF5Dataset(BaseDataset):
         self, start: int, stop: int, *, inputs: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray]:
         sel = slice(start, stop)
-        x = self._read(self.keys["inputs"], sel) if inputs else None
-        return x, self._read(self.keys["targets"], sel)
+        x = self._read(self._x_key, sel) if inputs else None
+        return x, self._read(self._y_key, sel)
 
 
 def _show(key: str) -> str:

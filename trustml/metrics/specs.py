@@ -132,6 +132,8 @@ def _add(spec: MetricSpec) -> None:
 _R, _C = "regression", "classification"
 _add(MetricSpec("rmse", False, {_R: MetricImpl(reg.rmse, ("mean",))}, "root mean squared error"))
 _add(MetricSpec("mae", False, {_R: MetricImpl(reg.mae, ("mean",))}, "mean absolute error"))
+# Registration order is each task's default order in a protocol (accuracy before nll).
+_add(MetricSpec("accuracy", True, {_C: MetricImpl(cls.accuracy, ("probs",))}, "top-1 accuracy"))
 _add(
     MetricSpec(
         "nll",
@@ -162,7 +164,6 @@ _add(
         "mean prediction interval width",
     )
 )
-_add(MetricSpec("accuracy", True, {_C: MetricImpl(cls.accuracy, ("probs",))}, "top-1 accuracy"))
 _add(MetricSpec("brier", False, {_C: MetricImpl(cls.brier, ("probs",))}, "multi-class Brier score"))
 _add(
     MetricSpec(
@@ -175,13 +176,15 @@ _add(
 
 
 def metric_names(task: str | None = None) -> list[str]:
-    """Registered metric names, sorted; only those applying to ``task`` when given.
+    """Registered metric names in registration order; only those applying to ``task`` when given.
+
+    The order is a protocol's default ``metrics`` and the order of the report's tables.
 
     Examples
     --------
     >>> metric_names("classification")
-    ['accuracy', 'brier', 'ece', 'nll']
+    ['accuracy', 'nll', 'brier', 'ece']
     """
     if task is not None and task not in TASKS:
         raise TrustmlInputError(f"task {task!r}: expected one of {', '.join(TASKS)}")
-    return [n for n in METRICS.names() if task is None or METRICS.get(n).applies_to(task)]
+    return [n for n in METRICS.in_order() if task is None or METRICS.get(n).applies_to(task)]

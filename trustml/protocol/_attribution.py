@@ -1,12 +1,20 @@
 """The attribution stage of a run: every protocol attribution method over the primary
-uncertainty method's members (sharded over ranks), then the checks (rank 0)."""
+uncertainty method's members (sharded over ranks), then the checks (rank 0).
+
+:data:`CHECKS` is the dispatch table of the checks, keyed by the schema's names
+(:data:`trustml.protocol._names.ATTRIBUTION_CHECKS`). Arrays are named only through
+:mod:`trustml.results_keys`.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from trustml import results_keys as rk
 from trustml.data import BaseDataset
 from trustml.distributed import Comm
 from trustml.explain import (
@@ -22,7 +30,7 @@ from trustml.protocol._parallel import attribute_sharded
 from trustml.protocol.schema import Protocol
 from trustml.utils.seeding import child
 
-__all__ = ["attribute_and_check", "RANDOMIZATION_STAGES"]
+__all__ = ["CHECKS", "RANDOMIZATION_STAGES", "Attributed", "attribute_and_check"]
 
 #: Cascading randomization groups the layers into at most this many stages.
 RANDOMIZATION_STAGES = 4
@@ -33,6 +41,14 @@ def _options(method: str, n_steps: int) -> dict[str, Any]:
     return {"n_steps": n_steps} if method == "integrated_gradients" else {}
 
 
+@dataclass(frozen=True)
+class Attributed:
+    """What attribution hands on (rank 0): the summary and the arrays (inputs, maps, ...)."""
+
+    summary: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
 def attribute_and_check(
     protocol: Protocol,
     ds: BaseDataset,
@@ -41,15 +57,15 @@ def attribute_and_check(
     targets: np.ndarray,
     *,
     comm: Comm,
-    arrays: dict[str, np.ndarray] | None,
     target_names: list[str],
-) -> dict[str, Any] | None:
+) -> Attributed | None:
     """Attribute the first ``len(targets)`` test examples with every method of
     ``protocol.attribution`` and run its checks.
 
-    Maps go into ``arrays`` (rank 0) as ``attribution/<method>/maps`` ``(K, N, *input_shape)``
-    float32, with ``attribution/maps`` the first method's; returns the summary on rank 0 and
-    ``None`` elsewhere.
+    Returns, on rank 0, the summary and the arrays: the explained inputs, the target of each
+    example, the masks (for ``localization``) and, per method, the maps of every member
+    ``(K, N, *input_shape)`` float32 (see :func:`trustml.results_keys.attribution_maps`;
+    the maps without a method are the first method's); ``None`` on the other ranks.
     """
     spec = protocol.attribution
     assert spec is not None
@@ -62,13 +78,14 @@ def attribute_and_check(
         )
     if comm.rank != 0:
         return None
-    assert arrays is not None
     x = ds.read(idx)[0]
-    arrays["attribution/inputs"] = x
-    arrays["attribution/target_index"] = np.asarray(targets)
+    arrays: dict[str, np.ndarray] = {
+        rk.ATTRIBUTION_INPUTS: x,
+        rk.ATTRIBUTION_TARGET_INDEX: np.asarray(targets),
+    }
     masks = ds.read_masks(idx) if "localization" in spec.checks else None
     if masks is not None:
-        arrays["attribution/masks"] = np.asarray(masks)
+        arrays[rk.ATTRIBUTION_MASKS] = np.asarray(masks)
     if protocol.task == "regression":
         target_text = f"predicted mean of {target_names[spec.target]}"
     else:
@@ -78,9 +95,9 @@ def attribute_and_check(
     for j, (method, attr) in enumerate(results.items()):
         assert attr is not None
         maps = attr.members.astype(np.float32)
-        arrays[f"attribution/{method}/maps"] = maps
+        arrays[rk.attribution_maps(method)] = maps
         if j == 0:
-            arrays["attribution/maps"] = maps
+            arrays[rk.attribution_maps()] = maps
         checks = _checks(spec.checks, method, attr, model, x, target, masks, seed, spec.n_steps)
         per_method[method] = {
             "n_examples": int(len(idx)),
@@ -91,13 +108,60 @@ def attribute_and_check(
             "checks": checks,
         }
     first = spec.methods[0]
-    return {
+    summary = {
         "method": first,
         "n_examples": int(len(idx)),
         "target": target_text,
         "checks": per_method[first]["checks"],
         "methods": per_method,
     }
+    return Attributed(summary, arrays)
+
+
+@dataclass(frozen=True)
+class _CheckInput:
+    """What a check of one attribution method reads."""
+
+    method: str
+    attr: Any
+    model: Any
+    x: np.ndarray
+    target: Any
+    masks: np.ndarray | None
+    options: dict[str, Any]
+    seed: Any = None
+
+
+def _completeness(c: _CheckInput) -> Any:
+    # A property of integrated gradients only: other methods are not checked.
+    return completeness_check(c.attr) if c.method == "integrated_gradients" else None
+
+
+def _randomization(c: _CheckInput) -> Any:
+    return randomization_test(
+        c.model, c.x, method=c.method, target=c.target, max_stages=RANDOMIZATION_STAGES,
+        seed=c.seed, **c.options,
+    )  # fmt: skip
+
+
+def _localization(c: _CheckInput) -> Any:
+    assert c.masks is not None  # planning refuses localization without masks
+    return localization(c.attr, _broadcast_mask(c.masks, c.x.shape))
+
+
+#: The attribution checks, keyed by the schema's names (``attribution.checks``): each returns
+#: a ``CheckResult``, or ``None`` where the check does not apply to the method.
+CHECKS: dict[str, Callable[[_CheckInput], Any]] = {
+    "completeness": _completeness,
+    "randomization": _randomization,
+    "deletion": lambda c: deletion_curve(c.model, c.x, c.attr, target=c.target, seed=c.seed),
+    "insertion": lambda c: insertion_curve(c.model, c.x, c.attr, target=c.target, seed=c.seed),
+    "infidelity": lambda c: infidelity(c.model, c.x, c.attr, target=c.target, seed=c.seed),
+    "sensitivity": lambda c: sensitivity(
+        c.model, c.x, method=c.method, target=c.target, seed=c.seed, **c.options
+    ),
+    "localization": _localization,
+}
 
 
 def _checks(
@@ -112,33 +176,12 @@ def _checks(
     n_steps: int,
 ) -> dict[str, Any]:
     """The protocol's checks of one attribution method, as JSON dicts."""
-    opts = _options(method, n_steps)
+    given = _CheckInput(method, attr, model, x, target, masks, _options(method, n_steps))
     out: dict[str, Any] = {}
     for name in names:
-        s = child(seed, f"{method}/{name}")
-        if name == "completeness":
-            if method != "integrated_gradients":
-                continue  # a property of integrated gradients only
-            result = completeness_check(attr)
-        elif name == "randomization":
-            result = randomization_test(
-                model, x, method=method, target=target, max_stages=RANDOMIZATION_STAGES,
-                seed=s, **opts,
-            )  # fmt: skip
-        elif name == "deletion":
-            result = deletion_curve(model, x, attr, target=target, seed=s)
-        elif name == "insertion":
-            result = insertion_curve(model, x, attr, target=target, seed=s)
-        elif name == "infidelity":
-            result = infidelity(model, x, attr, target=target, seed=s)
-        elif name == "sensitivity":
-            result = sensitivity(model, x, method=method, target=target, seed=s, **opts)
-        elif name == "localization":
-            assert masks is not None
-            result = localization(attr, _broadcast_mask(masks, x.shape))
-        else:  # pragma: no cover - the schema lists the checks
-            raise AssertionError(name)
-        out[name] = result.as_dict()
+        result = CHECKS[name](replace(given, seed=child(seed, f"{method}/{name}")))
+        if result is not None:
+            out[name] = result.as_dict()
     return out
 
 

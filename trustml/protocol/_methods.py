@@ -1,15 +1,19 @@
-"""The uncertainty methods of a protocol: build, check and fit each one, over MPI ranks.
+"""The uncertainty methods of a protocol: check, fit and predict each one, over MPI ranks.
 
-A deep ensemble spreads its members over the ranks (vectorized on each, checkpointed one by
-one). The single-network methods (Bayes by SVI, NUTS, MC dropout) are fitted from the same
-seed on every rank, so every rank holds the identical model and predictions and attributions
-can still be sharded; their cost does not shrink with the rank count.
+:data:`METHODS` is the dispatch table, keyed by the schema's names
+(:data:`trustml.protocol._names.UNCERTAINTY_METHODS`). A deep ensemble spreads its members
+over the ranks (vectorized on each, checkpointed one by one). The single-network methods
+(Bayes by SVI, NUTS, MC dropout) are fitted from the same seed on every rank, so every rank
+holds the identical model and predictions and attributions can still be sharded; their cost
+does not shrink with the rank count.
 """
 
 from __future__ import annotations
 
 import logging
+import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,25 +24,62 @@ from torch import nn
 from trustml.data import BaseDataset
 from trustml.distributed import Comm, MemberCheckpoints, run_key
 from trustml.exceptions import ProtocolError
+from trustml.models import dropout_rates
 from trustml.protocol._parallel import train_ensemble
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.seeding import child
 
 __all__ = [
-    "check_method",
-    "fit_method",
-    "predict_options",
-    "history",
-    "diagnostics",
-    "posterior_netcdf",
+    "METHODS",
     "NUTS_MAX_WEIGHTS",
+    "FitJob",
+    "Method",
+    "check_method",
+    "diagnostics",
+    "fit_method",
+    "history",
+    "posterior_netcdf",
+    "predict_options",
+    "where",
 ]
 
 log = logging.getLogger("trustml")
 
 #: NUTS explores the full joint posterior of every weight: beyond this many it takes hours.
 NUTS_MAX_WEIGHTS = 5000
-_DROPOUT = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """What fitting any method needs besides the protocol: the data, the model and the ranks."""
+
+    train: BaseDataset
+    make_model: Callable[[], nn.Module]
+    device: torch.device
+    fingerprint: str
+    comm: Comm
+    checkpoint_dir: Path | None
+    progress: bool
+
+
+@dataclass(frozen=True)
+class Method:
+    """How the runner handles one uncertainty method.
+
+    Attributes
+    ----------
+    fit : callable
+        ``fit(protocol, i, seed, job) -> fitted model`` (the same on every rank).
+    check : callable, optional
+        ``check(protocol, i, probe)`` raises the protocol errors that fitting would only hit
+        after training starts (``probe`` is an untrained network of the protocol's model).
+    predict_samples : bool
+        Whether the fitted model's ``predict`` takes the protocol's ``samples`` draws.
+    """
+
+    fit: Callable[[Protocol, int, Any, FitJob], Any]
+    check: Callable[[Protocol, int, nn.Module], None] | None = None
+    predict_samples: bool = False
 
 
 def where(protocol: Protocol, i: int) -> str:
@@ -48,39 +89,14 @@ def where(protocol: Protocol, i: int) -> str:
 
 def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
     """Protocol errors a method would only hit after training starts, raised up front."""
-    spec = protocol.methods[i]
-    at = where(protocol, i)
-    if spec.method == "mc_dropout":
-        rates = [m.p for m in probe.modules() if isinstance(m, _DROPOUT)]
-        if not any(p > 0 for p in rates):
-            raise ProtocolError(
-                "mc_dropout needs a model with dropout layers (p > 0); "
-                + ("the builtin models take options: {dropout: 0.1}" if protocol.model.builtin
-                   else "the factory's model has none"),
-                key=f"{at}.method" if protocol.model.factory else "model.options.dropout",
-            )  # fmt: skip
-    if spec.method == "bayes_nuts":
-        n = sum(p.numel() for p in probe.parameters())
-        if n > NUTS_MAX_WEIGHTS:
-            raise ProtocolError(
-                f"bayes_nuts suits small networks (<= {NUTS_MAX_WEIGHTS} weights); this model "
-                f"has {n}. Use bayes_svi (optionally with bayesian_layers) or a smaller model",
-                key=f"{at}.method",
-            )
-    if spec.method == "bayes_svi" and spec.bayesian_layers:
-        names = [n for n, _ in probe.named_modules() if n]
-        for j, prefix in enumerate(spec.bayesian_layers):
-            if not any(n == prefix or n.startswith(prefix + ".") for n in names):
-                raise ProtocolError(
-                    f"no layer of the model is named {prefix!r}; layers: "
-                    + ", ".join(n for n in names if "." not in n or n.count(".") == 1)[:300],
-                    key=f"{at}.bayesian_layers[{j}]",
-                )
+    check = METHODS[protocol.methods[i].method].check
+    if check is not None:
+        check(protocol, i, probe)
 
 
 def predict_options(spec: UncertaintySpec) -> dict[str, Any]:
     """Keyword arguments of the fitted model's ``predict`` for this method."""
-    return {"samples": spec.draws} if spec.method in ("bayes_svi", "bayes_nuts") else {}
+    return {"samples": spec.draws} if METHODS[spec.method].predict_samples else {}
 
 
 def fit_method(
@@ -101,81 +117,166 @@ def fit_method(
     Method ``i`` > 0 draws from its own child seed, so adding a comparison never changes the
     primary method's numbers.
     """
-    from trustml.uq import BayesianNN, DeepEnsemble, MCDropout
-
     spec = protocol.methods[i]
     seed = protocol.seed if i == 0 else child(protocol.seed, f"method/{spec.name}")
-    t = spec.train
-    n = len(train)
-    if spec.method == "deep_ensemble":
-        key = run_key(
-            {
-                "seed": protocol.seed,
-                "data": fingerprint,
-                "split": protocol.data.split.model_dump(),
-                "task": protocol.task,
-                "model": protocol.model.model_dump(),
-                "uncertainty": spec.model_dump(),
-                "index": i,
-                "device": device.type,
-            }
-        )
-        store = (
-            MemberCheckpoints(checkpoint_dir / spec.name, key) if checkpoint_dir is not None else None
-        )
-        if comm.rank == 0:
-            log.info(
-                "%s: training a %d-member deep ensemble on %d samples%s",
-                spec.name, spec.members, n, f" over {comm.size} ranks" if comm.size > 1 else "",
-            )  # fmt: skip
-        ensemble = DeepEnsemble(
-            make_model, members=spec.members, task=protocol.task, seed=seed, device=device
-        )
-        options = {
-            "epochs": t.epochs,
-            "batch_size": t.batch_size,
-            "lr": t.lr,
-            "weight_decay": t.weight_decay,
-            "progress": progress,
-        }
-        return train_ensemble(ensemble, train, options, comm=comm, checkpoints=store)
+    job = FitJob(train, make_model, device, fingerprint, comm, checkpoint_dir, progress)
+    return METHODS[spec.method].fit(protocol, i, seed, job)
 
-    if comm.rank == 0:
-        log.info("%s: fitting %s on %d samples", spec.name, spec.method, n)
-    module = make_model()
-    if spec.method == "mc_dropout":
-        model = MCDropout(module, samples=spec.draws, task=protocol.task, seed=seed, device=device)
-        return model.fit(
-            train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
-            weight_decay=t.weight_decay, progress=progress,
+
+# -- checks ------------------------------------------------------------------------------------
+
+
+def _check_dropout(protocol: Protocol, i: int, probe: nn.Module) -> None:
+    rates = dropout_rates(probe)
+    if not any(p > 0 for p in rates):
+        raise ProtocolError(
+            "mc_dropout needs a model with dropout layers (p > 0); "
+            + ("the builtin models take options: {dropout: 0.1}" if protocol.model.builtin
+               else "the factory's model has none"),
+            key=f"{where(protocol, i)}.method" if protocol.model.factory else "model.options.dropout",
         )  # fmt: skip
-    bnn = BayesianNN(
-        module,
+
+
+def _check_nuts(protocol: Protocol, i: int, probe: nn.Module) -> None:
+    n = sum(p.numel() for p in probe.parameters())
+    if n > NUTS_MAX_WEIGHTS:
+        raise ProtocolError(
+            f"bayes_nuts suits small networks (<= {NUTS_MAX_WEIGHTS} weights); this model "
+            f"has {n}. Use bayes_svi (optionally with bayesian_layers) or a smaller model",
+            key=f"{where(protocol, i)}.method",
+        )
+
+
+def _check_svi(protocol: Protocol, i: int, probe: nn.Module) -> None:
+    spec = protocol.methods[i]
+    if not spec.bayesian_layers:
+        return
+    names = [n for n, _ in probe.named_modules() if n]
+    for j, prefix in enumerate(spec.bayesian_layers):
+        if not any(n == prefix or n.startswith(prefix + ".") for n in names):
+            raise ProtocolError(
+                f"no layer of the model is named {prefix!r}; layers: "
+                + ", ".join(n for n in names if "." not in n or n.count(".") == 1)[:300],
+                key=f"{where(protocol, i)}.bayesian_layers[{j}]",
+            )
+
+
+# -- fitting -----------------------------------------------------------------------------------
+
+
+def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
+    from trustml.uq import DeepEnsemble
+
+    spec, t = protocol.methods[i], protocol.methods[i].train
+    key = run_key(
+        {
+            "seed": protocol.seed,
+            "data": job.fingerprint,
+            "split": protocol.data.split.model_dump(),
+            "task": protocol.task,
+            "model": protocol.model.model_dump(),
+            "uncertainty": spec.model_dump(),
+            "index": i,
+            "device": job.device.type,
+        }
+    )
+    folder = job.checkpoint_dir
+    store = MemberCheckpoints(folder / spec.name, key) if folder is not None else None
+    if job.comm.rank == 0:
+        log.info(
+            "%s: training a %d-member deep ensemble on %d samples%s", spec.name, spec.members,
+            len(job.train), f" over {job.comm.size} ranks" if job.comm.size > 1 else "",
+        )  # fmt: skip
+    ensemble = DeepEnsemble(
+        job.make_model, members=spec.members, task=protocol.task, seed=seed, device=job.device
+    )
+    options = {
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "lr": t.lr,
+        "weight_decay": t.weight_decay,
+        "progress": job.progress,
+    }
+    return train_ensemble(ensemble, job.train, options, comm=job.comm, checkpoints=store)
+
+
+def _network(protocol: Protocol, i: int, job: FitJob) -> nn.Module:
+    """The one network a single-network method fits (logged on rank 0)."""
+    spec = protocol.methods[i]
+    if job.comm.rank == 0:
+        log.info("%s: fitting %s on %d samples", spec.name, spec.method, len(job.train))
+    return job.make_model()
+
+
+def _fit_dropout(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
+    from trustml.uq import MCDropout
+
+    spec, t = protocol.methods[i], protocol.methods[i].train
+    module = _network(protocol, i, job)
+    model = MCDropout(module, samples=spec.draws, task=protocol.task, seed=seed, device=job.device)
+    return model.fit(
+        job.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+        weight_decay=t.weight_decay, progress=job.progress,
+    )  # fmt: skip
+
+
+def _bayesian(protocol: Protocol, i: int, seed: Any, job: FitJob, inference: str) -> Any:
+    from trustml.uq import BayesianNN
+
+    spec = protocol.methods[i]
+    return BayesianNN(
+        _network(protocol, i, job),
         task=protocol.task,
-        inference="svi" if spec.method == "bayes_svi" else "nuts",
+        inference=inference,
         prior_scale=spec.prior_scale,
         guide=spec.guide,
         bayesian_layers=spec.bayesian_layers,
         seed=seed,
-        device=device,
+        device=job.device,
     )
-    if spec.method == "bayes_svi":
-        if t.weight_decay:
-            raise ProtocolError(
-                "bayes_svi has a prior instead of weight decay; set prior_scale",
-                key=f"{where(protocol, i)}.train.weight_decay",
-            )
-        return bnn.fit(train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, progress=progress)
+
+
+def _fit_svi(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
+    bnn, t = _bayesian(protocol, i, seed, job, "svi"), protocol.methods[i].train
+    if t.weight_decay:
+        raise ProtocolError(
+            "bayes_svi has a prior instead of weight decay; set prior_scale",
+            key=f"{where(protocol, i)}.train.weight_decay",
+        )
     return bnn.fit(
-        train, num_samples=spec.num_samples, warmup=spec.warmup, chains=spec.chains,
-        progress=progress, comm=comm,
+        job.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, progress=job.progress
+    )
+
+
+def _fit_nuts(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
+    spec = protocol.methods[i]
+    return _bayesian(protocol, i, seed, job, "nuts").fit(
+        job.train, num_samples=spec.num_samples, warmup=spec.warmup, chains=spec.chains,
+        progress=job.progress, comm=job.comm,
     )  # fmt: skip
+
+
+#: The runner's uncertainty methods, keyed by the schema's names (``uncertainty.method``).
+METHODS: dict[str, Method] = {
+    "deep_ensemble": Method(_fit_ensemble),
+    "bayes_svi": Method(_fit_svi, _check_svi, predict_samples=True),
+    "bayes_nuts": Method(_fit_nuts, _check_nuts, predict_samples=True),
+    "mc_dropout": Method(_fit_dropout, _check_dropout),
+}
+
+
+# -- what the report shows of a fitted method --------------------------------------------------
 
 
 def history(model: Any) -> dict[str, Any]:
     """Training curves: ``{"loss": [[per epoch] per member]}`` (ensembles, with
     ``val_loss`` when present) or ``{"loss": [per epoch]}``; ``{}`` for NUTS."""
     return {k: v for k, v in (getattr(model, "history_", None) or {}).items()}
+
+
+def _number(v: Any) -> float | None:
+    v = float(v)
+    return v if np.isfinite(v) else None
 
 
 def diagnostics(model: Any, x: np.ndarray, samples: int | None = None) -> dict[str, Any] | None:
@@ -187,30 +288,24 @@ def diagnostics(model: Any, x: np.ndarray, samples: int | None = None) -> dict[s
     if not isinstance(model, BayesianNN):
         return None
     d = model.diagnostics(x, samples=samples if model.inference == "svi" else None)
-    table = d["summary"]
-
-    def num(v: Any) -> float | None:
-        v = float(v)
-        return v if np.isfinite(v) else None
-
     rows = [
         {
             "quantity": str(name),
-            "mean": num(row["mean"]),
-            "sd": num(row["sd"]),
-            "rhat": num(row["r_hat"]),
-            "ess_bulk": num(row["ess_bulk"]),
-            "ess_tail": num(row["ess_tail"]),
+            "mean": _number(row["mean"]),
+            "sd": _number(row["sd"]),
+            "rhat": _number(row["r_hat"]),
+            "ess_bulk": _number(row["ess_bulk"]),
+            "ess_tail": _number(row["ess_tail"]),
         }
-        for name, row in table.iterrows()
+        for name, row in d["summary"].iterrows()
     ]
     return {
         "inference": model.inference,
         "chains": int(d["chains"]),
         "draws": int(d["draws"]),
-        "rhat_max": num(d["r_hat_max"]),
-        "ess_bulk_min": num(d["ess_bulk_min"]),
-        "ess_tail_min": num(d["ess_tail_min"]),
+        "rhat_max": _number(d["r_hat_max"]),
+        "ess_bulk_min": _number(d["ess_bulk_min"]),
+        "ess_tail_min": _number(d["ess_tail_min"]),
         "divergences": int(d["divergences"]) if model.inference == "nuts" else None,
         "table": rows,
     }
@@ -223,8 +318,6 @@ def posterior_netcdf(model: Any) -> bytes | None:
 
     if not isinstance(model, BayesianNN):
         return None
-    import tempfile
-
     idata = model.to_inference_data()
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "posterior.nc"

@@ -133,7 +133,7 @@ def predict_sharded(
             if getattr(p, "member_logits", None) is not None:
                 local["logits"] = p.member_logits
     pieces = comm.gather(local, root=0)
-    if comm.rank != 0:
+    if comm.rank != 0 or pieces is None:
         return None
     pieces = [q for q in pieces if q is not None]
     cat = {key: np.concatenate([q[key] for q in pieces], axis=1) for key in pieces[0]}
@@ -163,7 +163,7 @@ def attribute_sharded(
         t = target if isinstance(target, int) else np.asarray(target)[chunk]
         local.append(attribute(ensemble, x, method=method, target=t, **kwargs))
     pieces = comm.gather(local, root=0)
-    if comm.rank != 0:
+    if comm.rank != 0 or pieces is None:
         return None
     parts = [a for rank_parts in pieces for a in rank_parts]
     deltas = [a.convergence_delta for a in parts]

@@ -1,17 +1,73 @@
-"""Metric evaluation with bootstrap intervals, trivial baselines, and acceptance criteria."""
+"""The scoring stage (rank 0): calibrate every method on the calibration split, score it and
+the reference predictors on the test split with bootstrap intervals, score the primary method
+on the shifted test sets; and the acceptance criteria.
+
+Arrays are named only through :mod:`trustml.results_keys`.
+"""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from trustml import metrics as M
+from trustml import results_keys as rk
+from trustml.protocol import _methods
+from trustml.protocol._calibrate import Calibrated, calibrate
+from trustml.protocol._fit import Predictions, Trained
+from trustml.protocol._plan import Plan
+from trustml.protocol._reference import reference_predictors
+from trustml.protocol._splits import SplitScan, duplicates, scan_split, target_stats
+from trustml.protocol.schema import Protocol, UncertaintySpec
+from trustml.uq import Predictive
+from trustml.utils.seeding import child
+
+__all__ = ["COVERAGE_LEVELS", "N_BOOT", "Scored", "acceptance", "score", "score_run"]
 
 N_BOOT = 1000
+#: Nominal levels of the coverage curve (regression).
+COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """What scoring hands on (rank 0).
+
+    Attributes
+    ----------
+    methods : dict
+        Method label -> its summary part (metrics, calibration, uncertainty, history, ...).
+    arrays : dict
+        ``arrays.h5`` path -> array, for the test split and the shifted test sets.
+    reference : dict
+        Reference predictor -> ``{"description", "metrics"}``.
+    baseline : str
+        The reference predictor that is the run's baseline.
+    shifts : dict
+        Shifted test set -> its summary (metrics and mean uncertainty of the primary method).
+    duplicates : dict
+        Samples shared between splits, per pair of splits.
+    target_stats : dict
+        Per split, target statistics or class counts.
+    attribution_targets : ndarray or None
+        The output each attributed test example is explained for (``None``: no attribution).
+    """
+
+    methods: dict[str, dict[str, Any]]
+    arrays: dict[str, np.ndarray]
+    reference: dict[str, Any]
+    baseline: str
+    shifts: dict[str, Any]
+    duplicates: dict[str, int]
+    target_stats: dict[str, Any]
+    attribution_targets: np.ndarray | None
+
+    @property
+    def baseline_metrics(self) -> dict[str, Any]:
+        return self.reference[self.baseline]["metrics"]
 
 
 def score(
@@ -40,53 +96,6 @@ def score(
         lo, hi = M.bootstrap_ci(fn, *arrays, n_boot=n_boot, level=0.95, seed=seed)
         out[name] = {"value": value, "ci": [float(lo), float(hi)]}
     return out
-
-
-def regression_baseline(y_train: np.ndarray, n_test: int, level: float) -> dict[str, np.ndarray]:
-    """The trivial predictor: the training mean and spread for every test sample."""
-    mean = y_train.mean(axis=0)
-    std = y_train.std(axis=0, ddof=1)
-    half = stats.norm.ppf(0.5 + level / 2.0) * std
-    tile = lambda v: np.broadcast_to(v, (n_test, *v.shape)).copy()  # noqa: E731
-    return {
-        "mean": tile(mean),
-        "std": tile(std),
-        "lower": tile(mean - half),
-        "upper": tile(mean + half),
-    }
-
-
-def classification_baseline(
-    y_train: np.ndarray, n_test: int, n_classes: int
-) -> dict[str, np.ndarray]:
-    """The trivial predictor: training class frequencies for every test sample."""
-    freq = np.bincount(y_train, minlength=n_classes).astype(np.float64)
-    freq = (freq + 1e-3) / (freq + 1e-3).sum()  # no exact zeros: NLL stays finite
-    return {"probs": np.broadcast_to(freq, (n_test, n_classes)).copy()}
-
-
-def persistence_baseline(
-    x_last_train: np.ndarray,
-    y_train: np.ndarray,
-    x_last_test: np.ndarray,
-    level: float,
-) -> dict[str, np.ndarray]:
-    """Persistence for sequences: tomorrow equals today.
-
-    The mean is the last time step of the input's first ``D`` features; the spread is the
-    std of the persistence error on the training split (``D`` = number of targets).
-    """
-    d = y_train.shape[1]
-    resid = y_train - x_last_train[:, :d]
-    std = resid.std(axis=0, ddof=1)
-    mean = x_last_test[:, :d].astype(np.float64)
-    half = stats.norm.ppf(0.5 + level / 2.0) * std
-    return {
-        "mean": mean,
-        "std": np.broadcast_to(std, mean.shape).copy(),
-        "lower": mean - half,
-        "upper": mean + half,
-    }
 
 
 def acceptance(
@@ -129,58 +138,178 @@ def acceptance(
     return rows
 
 
-def scan_split(
-    ds: Any, indices: np.ndarray, task: str, *, last_step: bool = False, batch_size: int = 1024
-) -> tuple[np.ndarray, list[bytes], np.ndarray | None]:
-    """One streamed pass over a split: what scoring needs from its samples.
+def _quantities(pred: Predictive, level: float) -> dict[str, np.ndarray]:
+    """What the metrics read from a predictive (regression: at the interval ``level``)."""
+    if pred.task == "classification":
+        return {"probs": pred.probs}
+    lower, upper = pred.interval(level)
+    return {"mean": pred.mean, "std": pred.std, "lower": lower, "upper": upper}
 
-    Returns
-    -------
-    y : ndarray
-        Class labels ``(n,)`` int64, or regression targets ``(n, D)`` float64.
-    hashes : list of bytes
-        A digest of every sample's input values (exact duplicates have equal digests).
-    last : ndarray of shape (n, F) or None
-        With ``last_step``: the last time step of sequence inputs ``(n, T, F)``.
+
+def _coverage_curve(
+    pred_raw: Predictive, pred_calibrated: Predictive, y_test: np.ndarray
+) -> dict[str, list[float]]:
+    """Empirical vs nominal coverage of central intervals, before and after calibration."""
+    raw, calibrated = [], []
+    for level in COVERAGE_LEVELS:
+        lo, hi = pred_raw.interval(level)
+        raw.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
+        lo, hi = pred_calibrated.interval(level)
+        calibrated.append(float(np.mean((y_test >= lo) & (y_test <= hi))))
+    return {"nominal": list(COVERAGE_LEVELS), "empirical_raw": raw, "empirical": calibrated}
+
+
+def _score_method(
+    protocol: Protocol,
+    spec: UncertaintySpec,
+    predictions: Predictions,
+    y_cal: np.ndarray,
+    y_test: np.ndarray,
+    group: str,
+) -> tuple[dict[str, Any], dict[str, np.ndarray], Calibrated]:
+    """Calibrate one method on the calibration split and score it on the test split.
+
+    Returns the method's summary part, its arrays (in ``group``) and its calibration.
     """
-    ys, hashes, lasts = [], [], []
-    for start in range(0, len(indices), batch_size):
-        x, y = ds.read(indices[start : start + batch_size])
-        x = np.ascontiguousarray(x)
-        hashes.extend(hashlib.blake2b(row.tobytes(), digest_size=16).digest() for row in x)
-        ys.append(y)
-        if last_step:
-            lasts.append(x[:, -1, :])
-    y = np.concatenate(ys)
-    y = y.astype(np.int64) if task == "classification" else y.astype(np.float64).reshape(len(y), -1)
-    return y, hashes, np.concatenate(lasts) if last_step else None
-
-
-def duplicates(hashes: Mapping[str, list[bytes]]) -> dict[str, int]:
-    """Samples of the later split whose inputs also occur in the earlier one, per pair."""
-    sets = {k: set(v) for k, v in hashes.items()}
-    out = {}
-    for a, b in (("train", "test"), ("train", "calibration"), ("calibration", "test")):
-        out[f"{a}_{b}"] = int(sum(h in sets[a] for h in hashes[b]))
-    return out
-
-
-def target_stats(
-    ys: Mapping[str, np.ndarray], task: str, names: list[str], n_classes: int
-) -> dict[str, Any]:
-    """Per split: mean/std/min/max of each target, or class counts."""
-    out: dict[str, Any] = {}
-    for split, y in ys.items():
-        if task == "classification":
-            out[split] = {"class_counts": np.bincount(y, minlength=n_classes).tolist()}
-            continue
-        out[split] = {
-            name: {
-                "mean": float(y[:, j].mean()),
-                "std": float(y[:, j].std(ddof=1)) if len(y) > 1 else 0.0,
-                "min": float(y[:, j].min()),
-                "max": float(y[:, j].max()),
-            }
-            for j, name in enumerate(names)
+    pred_cal, pred_test = predictions.calibration, predictions.test
+    assert pred_cal is not None and pred_test is not None  # rank 0
+    level = 1.0 - protocol.calibration.alpha  # of the regression intervals
+    cal = calibrate(protocol.calibration, pred_cal, y_cal, pred_test)
+    calibrated = cal.test
+    cal_summary: dict[str, Any] = {
+        "method": protocol.calibration.method,
+        "alpha": protocol.calibration.alpha,
+        **cal.params,
+    }
+    arrays: dict[str, np.ndarray] = {}
+    quantities = _quantities(calibrated, level)
+    part: dict[str, Any] = {"method": spec.method, "settings": spec.settings()}
+    if protocol.task == "regression":
+        cal_summary["level"] = level
+        arrays.update({rk.path(group, k): v for k, v in quantities.items()})
+        arrays[rk.path(group, rk.EPISTEMIC_VAR)] = calibrated.epistemic_var
+        arrays[rk.path(group, rk.ALEATORIC_VAR)] = calibrated.aleatoric_var
+        arrays[rk.path(group, rk.PIT)] = calibrated.cdf(y_test)
+        arrays[rk.path(group, rk.PIT_RAW)] = pred_test.cdf(y_test)
+        part["coverage_curve"] = _coverage_curve(pred_test, calibrated, y_test)
+        part["uncertainty"] = {
+            "mean_aleatoric_var": calibrated.aleatoric_var.mean(axis=0).tolist(),
+            "mean_epistemic_var": calibrated.epistemic_var.mean(axis=0).tolist(),
         }
-    return out
+    else:
+        arrays[rk.path(group, rk.PROBS)] = calibrated.probs
+        arrays[rk.path(group, rk.PROBS_RAW)] = pred_test.probs
+        arrays[rk.path(group, rk.MUTUAL_INFORMATION)] = calibrated.mutual_information
+        if protocol.calibration.method == "conformal":
+            sets = calibrated.predict_set()
+            arrays[rk.path(group, rk.PREDICTION_SETS)] = sets
+            cal_summary["level"] = 1.0 - protocol.calibration.alpha
+            cal_summary["set_coverage"] = float(np.mean(sets[np.arange(len(y_test)), y_test]))
+            cal_summary["mean_set_size"] = float(np.mean(sets.sum(axis=1)))
+        part["uncertainty"] = {
+            "mean_entropy": float(calibrated.entropy.mean()),
+            "mean_mutual_information": float(calibrated.mutual_information.mean()),
+        }
+    boot_seed = child(protocol.seed, "bootstrap")
+    part["metrics"] = score(protocol.metric_names, y_test, quantities, seed=boot_seed)
+    part["calibration"] = cal_summary
+    return part, arrays, cal
+
+
+def _score_shifts(
+    protocol: Protocol,
+    plan: Plan,
+    predictions: Mapping[str, Predictive | None],
+    transform: Any,
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """The primary method, calibrated, on every shifted test set: summaries and arrays."""
+    task, boot_seed = protocol.task, child(protocol.seed, "bootstrap")
+    shifts: dict[str, Any] = {}
+    arrays: dict[str, np.ndarray] = {}
+    for name, pred in predictions.items():
+        assert pred is not None  # rank 0
+        sds = plan.shifts[name]
+        y_shift = scan_split(sds, np.arange(len(sds)), task).y
+        calibrated = transform(pred)
+        q = _quantities(calibrated, 1.0 - protocol.calibration.alpha)
+        entry: dict[str, Any] = {
+            "n": len(sds),
+            "source": sds.source,
+            "metrics": score(protocol.metric_names, y_shift, q, seed=boot_seed),
+        }
+        group = rk.shift(name)
+        if task == "regression":
+            entry["mean_std"] = float(calibrated.std.mean())
+            entry["mean_epistemic_var"] = float(calibrated.epistemic_var.mean())
+            arrays[rk.path(group, rk.TARGETS)] = y_shift
+            arrays.update({rk.path(group, k): v for k, v in q.items()})
+            arrays[rk.path(group, rk.EPISTEMIC_VAR)] = calibrated.epistemic_var
+        else:
+            entry["mean_entropy"] = float(calibrated.entropy.mean())
+            entry["mean_mutual_information"] = float(calibrated.mutual_information.mean())
+            arrays[rk.path(group, rk.LABELS)] = y_shift
+            arrays[rk.path(group, rk.PROBS)] = calibrated.probs
+        shifts[name] = entry
+    return shifts, arrays
+
+
+def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
+    """Calibrate and score every method, the reference predictors and the shifted test sets."""
+    ds, splits, task = plan.dataset, plan.splits, protocol.task
+    sequences = task == "regression" and ds.layout == "NTF"
+    scans: dict[str, SplitScan] = {
+        name: scan_split(ds, idx, task, last_step=sequences) for name, idx in splits.items()
+    }
+    ys = {name: scan.y for name, scan in scans.items()}
+    y_cal, y_test = ys["calibration"], ys["test"]
+    arrays = {rk.path(rk.PRIMARY_TEST, rk.TARGETS if task == "regression" else rk.LABELS): y_test}
+    methods: dict[str, dict[str, Any]] = {}
+    calibrations: dict[str, Calibrated] = {}
+    for i, spec in enumerate(protocol.methods):
+        group = rk.method_test(spec.name, primary=i == 0)
+        part, part_arrays, calibrations[spec.name] = _score_method(
+            protocol, spec, trained.predictions[spec.name], y_cal, y_test, group
+        )
+        part["primary"] = i == 0
+        part["index"] = i  # results.json sorts keys: this keeps the protocol's order
+        model = trained.models[spec.name]
+        part["history"] = _methods.history(model)
+        diag = _methods.diagnostics(model, ds.read(splits["test"][:4])[0], spec.draws)
+        if diag is not None:
+            part["diagnostics"] = diag
+        methods[spec.name] = part
+        arrays.update(part_arrays)
+    primary = calibrations[protocol.primary.name]
+
+    boot_seed = child(protocol.seed, "bootstrap")
+    predictors = reference_predictors(
+        task, scans, level=1.0 - protocol.calibration.alpha, n_classes=plan.n_targets,
+        input_width=ds.input_shape[-1],
+    )  # fmt: skip
+    reference = {
+        name: {
+            "description": description,
+            "metrics": score(protocol.metric_names, y_test, quantities, seed=boot_seed),
+        }
+        for name, (description, quantities) in predictors.items()
+    }
+    shifts, shift_arrays = _score_shifts(protocol, plan, trained.shifts, primary.transform)
+    arrays.update(shift_arrays)
+
+    attribution_targets = None
+    if protocol.attribution is not None:
+        n = min(protocol.attribution.n_examples, len(splits["test"]))
+        if task == "regression":
+            attribution_targets = np.full(n, protocol.attribution.target)
+        else:  # explain the class the calibrated model predicts
+            attribution_targets = primary.test.probs[:n].argmax(axis=1)
+    return Scored(
+        methods=methods,
+        arrays=arrays,
+        reference=reference,
+        baseline=next(iter(reference)),
+        shifts=shifts,
+        duplicates=duplicates({name: scan.hashes for name, scan in scans.items()}),
+        target_stats=target_stats(ys, task, plan.target_names, plan.n_targets),
+        attribution_targets=attribution_targets,
+    )

@@ -6,6 +6,7 @@ minutes into a run; these checks refuse it up front with one line naming the key
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -18,7 +19,7 @@ from trustml.protocol._methods import where
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.memory import available_memory, format_bytes
 
-__all__ = ["check_data_size", "check_model_size"]
+__all__ = ["METHOD_BYTES", "check_data_size", "check_model_size"]
 
 #: Bytes per weight while one network trains: the weight, its gradient and Adam's two moments.
 _TRAIN_BYTES_PER_WEIGHT = 16
@@ -26,18 +27,32 @@ _TRAIN_BYTES_PER_WEIGHT = 16
 _MEMORY_FRACTION = 0.9
 
 
-def _method_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
-    """Rough peak bytes of fitting one method (the weights' share only), and the key to blame."""
-    if spec.method == "deep_ensemble":
-        per_rank = -(-spec.members // ranks)
-        # Members training on a rank, plus every member's weights assembled on rank 0.
-        need = weights * (_TRAIN_BYTES_PER_WEIGHT * per_rank + 4 * spec.members)
-        return need, "members"
-    if spec.method == "bayes_nuts":
-        return weights * 4 * spec.num_samples * spec.chains, "num_samples"
-    if spec.method == "bayes_svi":
-        return weights * (_TRAIN_BYTES_PER_WEIGHT + 3 * 4 * 4), "method"  # a mean and scale each
+def _ensemble_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
+    per_rank = -(-spec.members // ranks)
+    # Members training on a rank, plus every member's weights assembled on rank 0.
+    return weights * (_TRAIN_BYTES_PER_WEIGHT * per_rank + 4 * spec.members), "members"
+
+
+def _nuts_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
+    return weights * 4 * spec.num_samples * spec.chains, "num_samples"
+
+
+def _svi_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
+    return weights * (_TRAIN_BYTES_PER_WEIGHT + 3 * 4 * 4), "method"  # a mean and scale each
+
+
+def _network_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
     return weights * _TRAIN_BYTES_PER_WEIGHT, "method"
+
+
+#: Per uncertainty method (the schema's names): rough peak bytes of fitting it (the weights'
+#: share only) on each of ``ranks`` ranks, and the key to blame.
+METHOD_BYTES: dict[str, Callable[[UncertaintySpec, int, int], tuple[int, str]]] = {
+    "deep_ensemble": _ensemble_bytes,
+    "bayes_svi": _svi_bytes,
+    "bayes_nuts": _nuts_bytes,
+    "mc_dropout": _network_bytes,
+}
 
 
 def check_model_size(protocol: Protocol, make_model: Any, comm: Comm) -> None:
@@ -63,7 +78,7 @@ def check_model_size(protocol: Protocol, make_model: Any, comm: Comm) -> None:
             key="model.options" if protocol.model.builtin else "model",
         )
     for i, spec in enumerate(protocol.methods):
-        need, field = _method_bytes(spec, weights, comm.size)
+        need, field = METHOD_BYTES[spec.method](spec, weights, comm.size)
         if need > budget:
             raise ProtocolError(
                 f"{spec.method} with these settings needs about {format_bytes(need)} for the "

@@ -1,0 +1,106 @@
+"""The training stage: fit every uncertainty method on the training split and predict the
+calibration and test splits and, with the primary method, the shifted test sets.
+
+Members, predictions and their shards are spread over the ranks; the predictions are
+gathered on rank 0 (``None`` elsewhere).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trustml.distributed import Comm
+from trustml.protocol import _methods
+from trustml.protocol._parallel import predict_sharded
+from trustml.protocol._plan import Plan
+from trustml.protocol._stages import run_stage
+from trustml.protocol.schema import Protocol
+from trustml.uq import Predictive
+
+__all__ = ["Predictions", "Trained", "fit_and_predict"]
+
+
+@dataclass(frozen=True)
+class Predictions:
+    """One method's raw predictive of the calibration and test splits (``None`` off rank 0)."""
+
+    calibration: Predictive | None
+    test: Predictive | None
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What training hands on.
+
+    Attributes
+    ----------
+    models : dict
+        Method label -> the fitted model (identical on every rank).
+    predictions : dict
+        Method label -> its :class:`Predictions`.
+    shifts : dict
+        Shifted test set name -> the primary method's raw predictive (``None`` off rank 0).
+    timings : dict
+        ``"<label>.fit"`` and ``"<label>.predict"`` -> seconds.
+    """
+
+    models: dict[str, Any]
+    predictions: dict[str, Predictions]
+    shifts: dict[str, Predictive | None]
+    timings: dict[str, float]
+
+
+def fit_and_predict(
+    protocol: Protocol,
+    plan: Plan,
+    *,
+    fingerprint: str,
+    comm: Comm,
+    checkpoint_dir: Path | None,
+    progress: bool,
+) -> Trained:
+    """Fit every method of the protocol (in its order) and predict with it.
+
+    Finished ensemble members are checkpointed under ``checkpoint_dir/<label>/`` (when given).
+    """
+    ds, splits = plan.dataset, plan.splits
+    timings: dict[str, float] = {}
+    models: dict[str, Any] = {}
+    predictions: dict[str, Predictions] = {}
+    train = ds.subset(splits["train"])
+    for i, spec in enumerate(protocol.methods):
+        t0 = time.perf_counter()
+        with run_stage(f"training {spec.name!r}"):
+            model = _methods.fit_method(
+                protocol, i, train=train, make_model=plan.make_model, device=plan.device,
+                fingerprint=fingerprint, comm=comm, checkpoint_dir=checkpoint_dir,
+                progress=progress,
+            )  # fmt: skip
+        t1 = time.perf_counter()
+        opts = _methods.predict_options(spec)
+        with run_stage(f"predicting with {spec.name!r}"):
+            predictions[spec.name] = Predictions(
+                predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
+                predict_sharded(model, ds, splits["test"], comm=comm, **opts),
+            )
+        models[spec.name] = model
+        timings[f"{spec.name}.fit"] = round(t1 - t0, 2)
+        timings[f"{spec.name}.predict"] = round(time.perf_counter() - t1, 2)
+    primary = protocol.primary
+    with run_stage("predicting the shifted test sets"):
+        shifts = {
+            name: predict_sharded(
+                models[primary.name],
+                sds,
+                np.arange(len(sds)),
+                comm=comm,
+                **_methods.predict_options(primary),
+            )  # fmt: skip
+            for name, sds in plan.shifts.items()
+        }
+    return Trained(models, predictions, shifts, timings)

@@ -1,0 +1,352 @@
+"""The pydantic models of protocol version 1: one per mapping of the protocol file.
+
+Names (metrics, methods, checks) come from :mod:`trustml.protocol._names`; field types from
+:mod:`trustml.protocol._fields`. Cross-field rules raise :class:`KeyedError`, which names the key.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
+
+from trustml.protocol._fields import (
+    LABEL,
+    AtLeastTwo,
+    Float,
+    Fraction,
+    KeyedError,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Seed,
+    StrictModel,
+)
+from trustml.protocol._names import (
+    ALL_METRICS,
+    ATTRIBUTION_CHECKS,
+    ATTRIBUTION_METHODS,
+    CALIBRATION_METHODS,
+    MODEL_BUILTINS,
+    NO_CALIBRATION,
+    UNCERTAINTY_METHODS,
+    task_metrics,
+)
+
+__all__ = [
+    "AttributionSpec",
+    "Bound",
+    "CalibrationSpec",
+    "DEFAULT_SAMPLES",
+    "DataSpec",
+    "HDF5Source",
+    "ModelSpec",
+    "Protocol",
+    "ReportSpec",
+    "ShiftSpec",
+    "Split",
+    "TrainSpec",
+    "UNCERTAINTY_KEYS",
+    "UncertaintySpec",
+]
+
+
+class HDF5Source(StrictModel):
+    """``data.hdf5``: where the arrays are inside an HDF5 file."""
+
+    path: str
+    inputs: str = "/x"
+    targets: str = "/y"
+    groups: str | None = None
+
+
+class Split(StrictModel):
+    """Fractions of the samples for each split; they must sum to 1."""
+
+    train: Fraction = 0.7
+    calibration: Fraction = 0.15
+    test: Fraction = 0.15
+    order: Literal["random", "temporal"] = "random"
+    gap: NonNegativeInt = 0
+
+    @model_validator(mode="after")
+    def _sums_to_one(self) -> Split:
+        total = self.train + self.calibration + self.test
+        if not math.isclose(total, 1.0, abs_tol=1e-6):
+            raise ValueError(f"train + calibration + test must sum to 1, got {total:.6g}")
+        return self
+
+
+class ShiftSpec(StrictModel):
+    """``data.shifts.NAME``: a distribution-shifted test set, scored with the trained model.
+
+    ``builtin`` defaults to the main dataset's, and ``options`` are merged over its options
+    (e.g. ``{options: {shift: 1.0}}``); or give an ``hdf5`` source.
+    """
+
+    builtin: str | None = None
+    hdf5: HDF5Source | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _at_most_one_source(self) -> ShiftSpec:
+        if self.builtin is not None and self.hdf5 is not None:
+            raise ValueError("give at most one of 'builtin' or 'hdf5'")
+        if self.hdf5 is not None and self.options:
+            raise ValueError("'options' apply to builtin datasets only")
+        return self
+
+
+class DataSpec(StrictModel):
+    builtin: str | None = None
+    hdf5: HDF5Source | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+    split: Split = Field(default_factory=Split)
+    shifts: dict[Annotated[str, Field(pattern=LABEL)], ShiftSpec] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataSpec:
+        if (self.builtin is None) == (self.hdf5 is None):
+            raise ValueError("give exactly one of 'builtin' or 'hdf5'")
+        if self.hdf5 is not None and self.options:
+            raise ValueError("'options' apply to builtin datasets only")
+        return self
+
+
+class ModelSpec(StrictModel):
+    builtin: Literal[MODEL_BUILTINS] | None = None  # type: ignore[valid-type]
+    factory: str | None = None
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_model(self) -> ModelSpec:
+        if (self.builtin is None) == (self.factory is None):
+            raise ValueError("give exactly one of 'builtin' or 'factory'")
+        if self.factory is not None and ":" not in self.factory:
+            raise ValueError(f"factory must look like 'pkg.module:function', got {self.factory!r}")
+        return self
+
+
+class TrainSpec(StrictModel):
+    epochs: PositiveInt = 20
+    batch_size: PositiveInt = 64
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.0
+
+
+#: Which optional keys of ``uncertainty`` apply to which method (``method`` and ``label``
+#: apply to all). Setting a key that does not apply is an error, never silently ignored.
+UNCERTAINTY_KEYS: dict[str, tuple[str, ...]] = {
+    "members": ("deep_ensemble",),
+    "samples": ("bayes_svi", "bayes_nuts", "mc_dropout"),
+    "train": ("deep_ensemble", "bayes_svi", "mc_dropout"),
+    "prior_scale": ("bayes_svi", "bayes_nuts"),
+    "guide": ("bayes_svi",),
+    "bayesian_layers": ("bayes_svi",),
+    "num_samples": ("bayes_nuts",),
+    "warmup": ("bayes_nuts",),
+    "chains": ("bayes_nuts",),
+}
+#: Posterior-predictive draws when ``samples`` is not given (NUTS: every kept draw).
+DEFAULT_SAMPLES = {"bayes_svi": 100, "mc_dropout": 50, "bayes_nuts": None}
+
+
+class UncertaintySpec(StrictModel):
+    """One uncertainty method. Keys that do not apply to ``method`` are rejected."""
+
+    method: Literal[UNCERTAINTY_METHODS] = "deep_ensemble"  # type: ignore[valid-type]
+    label: Annotated[str, Field(min_length=1, max_length=40, pattern=LABEL)] | None = None
+    # deep_ensemble
+    members: AtLeastTwo = 5
+    # bayes_svi, bayes_nuts, mc_dropout: posterior-predictive draws
+    samples: AtLeastTwo | None = None
+    # deep_ensemble, bayes_svi, mc_dropout
+    train: TrainSpec = Field(default_factory=TrainSpec)
+    # bayes_svi, bayes_nuts
+    prior_scale: PositiveFloat = 1.0
+    guide: Literal["normal", "lowrank"] = "normal"
+    bayesian_layers: list[Annotated[str, Field(min_length=1)]] | None = None
+    # bayes_nuts
+    num_samples: PositiveInt = 200
+    warmup: PositiveInt = 200
+    chains: PositiveInt = 2
+
+    @property
+    def name(self) -> str:
+        """The label in reports and acceptance criteria (default: the method)."""
+        return self.label or self.method
+
+    @property
+    def draws(self) -> int | None:
+        """Posterior-predictive draws (``samples``, else the method's default)."""
+        return self.samples if self.samples is not None else DEFAULT_SAMPLES.get(self.method)
+
+    def settings(self) -> dict[str, Any]:
+        """The keys that apply to this method, with their values (for the report)."""
+        out: dict[str, Any] = {"method": self.method}
+        for key, methods in UNCERTAINTY_KEYS.items():
+            if self.method in methods:
+                value = getattr(self, key)
+                out[key] = value.model_dump() if isinstance(value, BaseModel) else value
+        if self.method in DEFAULT_SAMPLES:
+            out["samples"] = self.draws
+        return out
+
+
+class CalibrationSpec(StrictModel):
+    method: Literal[CALIBRATION_METHODS] = NO_CALIBRATION  # type: ignore[valid-type]
+    alpha: Fraction = 0.1
+
+
+class AttributionSpec(StrictModel):
+    methods: list[Literal[ATTRIBUTION_METHODS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["integrated_gradients"], min_length=1
+    )
+    n_examples: PositiveInt = 8
+    target: NonNegativeInt = 0
+    n_steps: PositiveInt = 50
+    checks: list[Literal[ATTRIBUTION_CHECKS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["completeness"]
+    )
+
+    @field_validator("methods", "checks")
+    @classmethod
+    def _unique(cls, v: list[str]) -> list[str]:
+        if len(set(v)) != len(v):
+            raise ValueError("an item is listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _completeness_needs_ig(self) -> AttributionSpec:
+        if "completeness" in self.checks and "integrated_gradients" not in self.methods:
+            raise KeyedError(
+                "attribution.checks",
+                "'completeness' checks integrated gradients; add 'integrated_gradients' to "
+                "attribution.methods or drop the check",
+            )
+        return self
+
+
+class Bound(StrictModel):
+    min: Float | None = None
+    max: Float | None = None
+
+    @model_validator(mode="after")
+    def _some_bound(self) -> Bound:
+        if self.min is None and self.max is None:
+            raise ValueError("give 'min', 'max' or both")
+        if self.min is not None and self.max is not None and self.min > self.max:
+            raise ValueError(f"min ({self.min}) is greater than max ({self.max})")
+        return self
+
+
+class ReportSpec(StrictModel):
+    out: str | None = None
+
+
+def _version_is_int(value: Any) -> Any:
+    # Literal[1] alone would take `true` and `1.0` (both == 1); the version is an integer.
+    if isinstance(value, bool):
+        raise ValueError(f"must be 1 (the schema version, an integer), got {str(value).lower()}")
+    if not isinstance(value, int):
+        raise ValueError(f"must be 1 (the schema version, an integer), got {value!r}")
+    return value
+
+
+class Protocol(StrictModel):
+    """A validated protocol (version 1). See ``trustml init`` for a commented example."""
+
+    trustml: Annotated[Literal[1], BeforeValidator(_version_is_int)]
+    name: Annotated[
+        str, Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$")
+    ]
+    seed: Seed = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    data: DataSpec
+    task: Literal["regression", "classification"]
+    model: ModelSpec
+    uncertainty: Annotated[list[UncertaintySpec], Field(min_length=1)] = Field(
+        default_factory=lambda: [UncertaintySpec()]
+    )
+    calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
+    metrics: list[Literal[ALL_METRICS]] | None = None  # type: ignore[valid-type]
+    attribution: AttributionSpec | None = None
+    acceptance: dict[str, Bound] = Field(default_factory=dict)
+    claims: Annotated[str, Field(min_length=1)] | None = None
+    limitations: Annotated[str, Field(min_length=1)] | None = None
+    report: ReportSpec = Field(default_factory=ReportSpec)
+
+    @field_validator("uncertainty", mode="before")
+    @classmethod
+    def _one_or_many(cls, v: Any) -> Any:
+        # One method (a mapping) or a list of them to compare; stored as a list.
+        return [v] if isinstance(v, dict) else v
+
+    @field_validator("metrics")
+    @classmethod
+    def _unique_metrics(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("metrics are listed more than once")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Protocol:
+        allowed = task_metrics(self.task)
+        for i, m in enumerate(self.metric_names):
+            if m not in allowed:
+                raise KeyedError(
+                    f"metrics[{i}]",
+                    f"{m!r} does not apply to task {self.task!r}; valid: {', '.join(allowed)}",
+                )
+        many = len(self.uncertainty) > 1
+        labels: dict[str, int] = {}
+        for i, spec in enumerate(self.uncertainty):
+            where = f"uncertainty[{i}]" if many else "uncertainty"
+            for key in sorted(spec.model_fields_set & set(UNCERTAINTY_KEYS)):
+                if spec.method not in UNCERTAINTY_KEYS[key]:
+                    raise KeyedError(
+                        f"{where}.{key}",
+                        f"does not apply to method {spec.method!r} (it applies to "
+                        f"{', '.join(UNCERTAINTY_KEYS[key])})",
+                    )
+            if spec.name in labels:
+                raise KeyedError(
+                    f"{where}.label",
+                    f"two methods are labelled {spec.name!r} (uncertainty[{labels[spec.name]}] "
+                    "too); give each a distinct 'label'",
+                )
+            labels[spec.name] = i
+        for key in self.acceptance:
+            metric, _, label = key.partition("@")
+            if metric not in self.metric_names:
+                raise KeyedError(
+                    f"acceptance.{key}",
+                    f"not a metric of this protocol; metrics: {', '.join(self.metric_names)}",
+                )
+            if "@" in key and label not in labels:
+                raise KeyedError(
+                    f"acceptance.{key}",
+                    f"no uncertainty method is labelled {label!r}; labels: {', '.join(labels)}",
+                )
+        if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:
+            raise KeyedError("data.split.gap", "applies to order: temporal only")
+        return self
+
+    @property
+    def methods(self) -> list[UncertaintySpec]:
+        """The uncertainty methods to compare; the first is the primary one."""
+        return list(self.uncertainty)
+
+    @property
+    def primary(self) -> UncertaintySpec:
+        """The first uncertainty method: acceptance criteria without ``@label`` apply to it."""
+        return self.uncertainty[0]
+
+    @property
+    def metric_names(self) -> list[str]:
+        """The metrics to compute: those listed, or every registered metric of the task."""
+        if self.metrics is not None:
+            return list(self.metrics)
+        return list(task_metrics(self.task))
