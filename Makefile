@@ -17,6 +17,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check "$(TORCH_SPEC)" \
 	  || $(BIN)/python -m pip install --quiet --disable-pip-version-check --index-url $(TORCH_INDEX) "$(TORCH_SPEC)"
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e ".[dev]"
+	# Tests only: batchbald_redux, the reference BatchBALD that tests/acquire checks against.
+	# --no-deps: its metadata asks for torchvision, which would replace the CPU torch; the
+	# module used imports only torch, toma and tqdm.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "batchbald-redux==2.0.5" "toma==1.1.0"
 	touch $(STAMP)
 
 demo: $(STAMP)
