@@ -1,4 +1,4 @@
-"""The ``trustml`` command: parse arguments, call protocol/report; nothing else.
+"""The ``trustml`` command: parse arguments, call protocol/report/acquire; nothing else.
 
 Exit status: 0 every acceptance criterion holds (``verify``: the run reproduced); 1 the run
 finished and some criterion fails (``verify``: some number differs); 2 the protocol, its data,
@@ -102,6 +102,39 @@ def _build_parser() -> argparse.ArgumentParser:
     )
     rep.add_argument("outdir", help="a folder written by 'trustml evaluate'")
 
+    acq = sub.add_parser(
+        "acquire",
+        help="fit a protocol's primary method and pick pool samples to label next",
+        parents=[common],
+    )
+    acq.add_argument("protocol", help="protocol YAML file")
+    acq.add_argument("--pool", required=True, help="HDF5 file of unlabeled inputs")
+    acq.add_argument("--inputs", default="/x", help="inputs key in the pool (default /x)")
+    acq.add_argument("--budget", required=True, type=int, help="how many samples to pick")
+    acq.add_argument(
+        "--strategy",
+        help="acquisition strategy (default: bald for classification, epistemic_variance "
+        "for regression)",
+    )
+    acq.add_argument(
+        "--out",
+        default="picks",
+        help="output folder (default: picks); must be new, empty or a trustml folder; "
+        "member checkpoints under OUT/checkpoints are reused",
+    )
+    acq.add_argument(
+        "--force", action="store_true", help="write into an --out folder holding other files"
+    )
+    acq.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY.PATH=VALUE",
+        help="override a protocol value (repeatable)",
+    )
+    acq.add_argument("-q", "--quiet", action="store_true", help="no progress bars or log lines")
+
     init = sub.add_parser("init", help="write a commented starter protocol", parents=[common])
     init.add_argument("path", nargs="?", default="protocol.yaml", help="where to write it")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
@@ -148,6 +181,28 @@ def _evaluate(args: argparse.Namespace) -> int:
         print(f"verdict: {summary['verdict']}")
         print(f"report: {resolve_outdir(protocol, args.out) / 'report.html'}")
     return EXIT_PASS if outcome.passed else EXIT_FAIL
+
+
+def _acquire(args: argparse.Namespace) -> int:
+    from trustml.protocol import load_protocol
+    from trustml.protocol.acquire import run_acquire
+
+    protocol, _ = load_protocol(args.protocol, args.overrides)
+    outcome = run_acquire(
+        protocol,
+        pool=args.pool,
+        budget=args.budget,
+        base_dir=Path(args.protocol).resolve().parent,
+        inputs=args.inputs,
+        strategy=args.strategy,
+        out=args.out,
+        force=args.force,
+        progress=not args.quiet and sys.stderr.isatty(),
+    )
+    if outcome.indices is not None and not args.quiet:
+        print(f"picked {len(outcome.indices)} samples ({outcome.strategy})")
+        print(f"picks: {outcome.outdir / 'picks.csv'}")
+    return EXIT_PASS
 
 
 def _rtol(text: str) -> float:
@@ -244,6 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     handlers = {
         "evaluate": _evaluate,
         "verify": _verify,
+        "acquire": _acquire,
         "report": _report,
         "init": _init,
         "data": _data_export,
@@ -319,6 +375,7 @@ def _sigterm_raises() -> Iterator[None]:
 _PRELOAD = {
     "evaluate": ("trustml.protocol", "torch._dynamo"),
     "verify": ("trustml.protocol", "torch._dynamo"),
+    "acquire": ("trustml.protocol", "torch._dynamo"),
 }
 
 

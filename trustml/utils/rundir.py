@@ -11,7 +11,7 @@ the current directory, a file. trustml writes only into a folder that
 
 Anything else is refused (:class:`~trustml.exceptions.TrustmlInputError`, exit status 2)
 unless the user passes ``force``. Even then trustml replaces only the files it writes itself
-(:data:`OWNED`, ``posterior_*.nc``, ``checkpoints/``): a user's other files are never
+(:data:`OWNED`, :data:`PICKS`, ``posterior_*.nc``, ``checkpoints/``): a user's other files are never
 touched, and the folder itself (its permissions, ACLs, its being the current directory) is
 never replaced.
 
@@ -46,6 +46,7 @@ __all__ = [
     "LOCK",
     "MARKER",
     "OWNED",
+    "PICKS",
     "RunFolder",
     "check_outdir",
     "checkpoint_files",
@@ -59,12 +60,15 @@ CHECKPOINTS = "checkpoints"
 STAGING_PREFIX = ".trustml-staging-"
 #: The files of a finished run; ``results.json`` is the one whose presence marks it complete.
 OWNED = ("results.json", "manifest.json", "arrays.h5", "protocol.yaml", "report.html")
+#: The files ``trustml acquire`` writes (a folder may hold them next to a run's files).
+PICKS = ("picks.h5", "picks.csv", "picks.html")
 _COMPLETE = "results.json"
 
 
 def _owned_name(name: str) -> bool:
     return (
         name in OWNED
+        or name in PICKS
         or name in (MARKER, LOCK, CHECKPOINTS)
         or name.startswith(STAGING_PREFIX)
         or (name.startswith("posterior_") and name.endswith(".nc"))
@@ -268,6 +272,11 @@ def _staging(outdir: Path) -> Iterator[Path]:
         shutil.rmtree(stage, ignore_errors=True)
 
 
+def _family(name: str) -> str:
+    """Which command's files ``name`` is one of: ``"picks"`` (acquire) or ``"run"`` (evaluate)."""
+    return "picks" if name in PICKS else "run"
+
+
 def write_files(outdir: str | Path, writers: Mapping[str, Callable[[Path], Any]]) -> Path:
     """Write a run's files into ``outdir`` (created if needed) and return its resolved path.
 
@@ -277,31 +286,36 @@ def write_files(outdir: str | Path, writers: Mapping[str, Callable[[Path], Any]]
         An output folder that :func:`check_outdir` accepted (or a :class:`RunFolder`'s path).
     writers : mapping of str to callable
         File name -> function writing that file at the path it is given. Every name must be
-        one trustml owns (:data:`OWNED` or ``posterior_*.nc``).
+        one trustml owns (:data:`OWNED`, :data:`PICKS` or ``posterior_*.nc``).
 
     Every file is written to a staging folder first; only when all succeeded are they moved
     into ``outdir``, ``results.json`` last (and the old one removed first). Files that the
-    previous run wrote and this one does not (e.g. the posterior of a method no longer in
-    the protocol) are removed; nothing else in the folder is touched.
+    previous write of the same command wrote and this one does not (e.g. the posterior of a
+    method no longer in the protocol) are removed; the other command's files (picks written
+    next to a run, or a run next to picks) and everything else in the folder are left alone.
     """
     outdir = Path(outdir)
     for name in writers:
         if not _owned_name(name) or name in (MARKER, LOCK, CHECKPOINTS) or "/" in name:
             raise ValueError(f"write_files: {name!r} is not a file name trustml owns")
     outdir.mkdir(parents=True, exist_ok=True)
+    families = {_family(name) for name in writers}
     with _staging(outdir) as stage:
         for name, write in writers.items():
             write(stage / name)
-        stale = [f for f in _previous_files(outdir) if f not in writers and f != _COMPLETE]
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(outdir / _COMPLETE)
+        previous = [f for f in _previous_files(outdir) if f not in writers]
+        stale = [f for f in previous if _family(f) in families and f != _COMPLETE]
+        kept = [f for f in previous if f not in stale]
+        if _COMPLETE in writers:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(outdir / _COMPLETE)
         for name in writers:
             if name != _COMPLETE:
                 os.replace(stage / name, outdir / name)
         for name in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(outdir / name)
-        _write_marker(outdir, list(writers))
+        _write_marker(outdir, [*writers, *kept])
         if _COMPLETE in writers:
             os.replace(stage / _COMPLETE, outdir / _COMPLETE)
     return outdir.resolve()
