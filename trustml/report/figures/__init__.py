@@ -23,6 +23,7 @@ from trustml.report.figures._base import (
     OKABE_ITO,
     ORANGE,
     VERMILLION,
+    check_member_maps,
     method_colour,
     to_data_uri,
 )
@@ -48,6 +49,7 @@ from trustml.report.figures.uncertainty import (
 )
 
 __all__ = [
+    "check_member_maps",
     "BLUE",
     "DPI",
     "GREEN",

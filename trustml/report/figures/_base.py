@@ -20,6 +20,7 @@ from trustml import results_keys as rk
 from trustml.exceptions import DataError
 
 __all__ = [
+    "check_member_maps",
     "BLUE",
     "DPI",
     "GREEN",
@@ -124,3 +125,15 @@ def same_shape(a: np.ndarray, ref: np.ndarray, name: str, ref_name: str) -> None
 def primary_path(name: str) -> str:
     """The ``arrays.h5`` path of array ``name`` of the primary method's test predictions."""
     return rk.path(rk.PRIMARY_TEST, name)
+
+
+def check_member_maps(inputs: np.ndarray, maps: np.ndarray, where: str) -> None:
+    """Refuse attribution maps that are not ``(n_members, *inputs.shape)``.
+
+    ``where`` is the maps' path in arrays.h5, named in the error.
+    """
+    if maps.ndim != inputs.ndim + 1 or maps.shape[1:] != inputs.shape:
+        raise DataError(
+            f"arrays[{where!r}] has shape {maps.shape}, expected (n_members, *shape of "
+            f"{rk.ATTRIBUTION_INPUTS}) = (K, {', '.join(map(str, inputs.shape))})"
+        )

@@ -22,6 +22,7 @@ from trustml.report.figures._base import (
     MAX_LINE_CHANNELS,
     OKABE_ITO,
     VERMILLION,
+    check_member_maps,
     new_figure,
 )
 
@@ -68,11 +69,7 @@ def attribution_grid(
             f"arrays['{rk.ATTRIBUTION_INPUTS}'] has shape {x.shape}; a grid needs "
             "(n_examples, n_channels, height, width, ...)"
         )
-    if a.ndim != x.ndim + 1 or a.shape[1:] != x.shape:
-        raise DataError(
-            f"arrays['{rk.attribution_maps()}'] has shape {a.shape}, expected (n_members, "
-            f"*shape of {rk.ATTRIBUTION_INPUTS}) = (K, {', '.join(map(str, x.shape))})"
-        )
+    check_member_maps(x, a, rk.attribution_maps())
     note = ""
     if x.ndim > 4:
         xs, as_, notes = [], [], []

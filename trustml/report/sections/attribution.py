@@ -147,11 +147,7 @@ def _check_shapes(inputs: np.ndarray, maps: np.ndarray, where: str) -> None:
             f"arrays[{rk.ATTRIBUTION_INPUTS!r}] has shape {inputs.shape}, "
             "expected (n_examples, n_channels, *spatial)"
         )
-    if maps.ndim != inputs.ndim + 1 or maps.shape[1:] != inputs.shape:
-        raise DataError(
-            f"arrays[{where!r}] has shape {maps.shape}, expected (n_members, *shape of "
-            f"{rk.ATTRIBUTION_INPUTS}) = (K, {', '.join(map(str, inputs.shape))})"
-        )
+    figures.check_member_maps(inputs, maps, where)
 
 
 def _title(m: int, target_index: np.ndarray | None, names: list[str]) -> str:
