@@ -45,24 +45,37 @@ class Strategy:
         any of them (only the pool size is used).
     pick : callable
         ``pick(data, budget, options) -> indices`` of shape ``(budget,)``.
+    score : callable or None
+        ``score(data) -> (N, *spatial)`` per-sample scores the strategy ranks, computed on any
+        chunk of the pool alone (so a pool larger than memory can be scored in blocks, then
+        picked with :attr:`then`); ``None`` when the strategy needs the whole pool at once
+        (``batchbald``) or only its size (``random``).
+    then : str
+        How :attr:`score` becomes picks: ``"topk"`` or a stochastic mode (``"power"``, ...).
     """
 
     input: Input
     pick: Callable[[Any, int, Options], np.ndarray]
+    score: Callable[[Any], np.ndarray] | None = None
+    then: str = "topk"
 
 
 STRATEGIES: Registry[Strategy] = Registry("acquisition strategy")
 """Every strategy :func:`select` accepts, by name."""
 
 
-def _scores_strategy(score: Callable[[Any], np.ndarray], *, stochastic: str | None = None):
+def _scored(
+    input: Input, score: Callable[[Any], np.ndarray], *, stochastic: str | None = None
+) -> Strategy:
+    """A strategy that ranks a per-sample ``score``: top-k, or sampled by ``stochastic``."""
+
     def pick(data: Any, budget: int, o: Options) -> np.ndarray:
         s = reduce_scores(score(data), how=o.reduce, q=o.q)
         if stochastic is None:
             return top_k(s, budget)
         return stochastic_select(s, budget, mode=stochastic, beta=o.beta, seed=o.seed)
 
-    return pick
+    return Strategy(input, pick, score=score, then=stochastic or "topk")
 
 
 def _identity(x: Any) -> np.ndarray:
@@ -90,28 +103,22 @@ def _interval(data: Any, budget: int, o: Options) -> np.ndarray:
 
 
 STRATEGIES.register("random")(Strategy("any", _random))
-STRATEGIES.register("topk")(Strategy("scores", _scores_strategy(_identity)))
+STRATEGIES.register("topk")(_scored("scores", _identity))
 for _mode in ("power", "softmax", "softrank"):
-    STRATEGIES.register(_mode)(Strategy("scores", _scores_strategy(_identity, stochastic=_mode)))
-STRATEGIES.register("entropy")(
-    Strategy("probs", _scores_strategy(classification.predictive_entropy))
-)
-STRATEGIES.register("margin")(Strategy("probs", _scores_strategy(classification.margin)))
-STRATEGIES.register("least_confidence")(
-    Strategy("probs", _scores_strategy(classification.least_confidence))
-)
-STRATEGIES.register("bald")(Strategy("probs", _scores_strategy(classification.bald)))
-STRATEGIES.register("power_bald")(
-    Strategy("probs", _scores_strategy(classification.bald, stochastic="power"))
-)
+    STRATEGIES.register(_mode)(_scored("scores", _identity, stochastic=_mode))
+STRATEGIES.register("entropy")(_scored("probs", classification.predictive_entropy))
+STRATEGIES.register("margin")(_scored("probs", classification.margin))
+STRATEGIES.register("least_confidence")(_scored("probs", classification.least_confidence))
+STRATEGIES.register("bald")(_scored("probs", classification.bald))
+STRATEGIES.register("power_bald")(_scored("probs", classification.bald, stochastic="power"))
 STRATEGIES.register("batchbald")(Strategy("probs", _batchbald))
-STRATEGIES.register("variance")(
-    Strategy("gaussian", _scores_strategy(_gaussian(regression.predictive_variance)))
-)
+STRATEGIES.register("variance")(_scored("gaussian", _gaussian(regression.predictive_variance)))
 STRATEGIES.register("epistemic_variance")(
-    Strategy("gaussian", _scores_strategy(_gaussian(regression.epistemic_variance)))
+    _scored("gaussian", _gaussian(regression.epistemic_variance))
 )
-STRATEGIES.register("interval_width")(Strategy("gaussian", _interval))
+STRATEGIES.register("interval_width")(
+    Strategy("gaussian", _interval, score=_gaussian(regression.expected_interval_width))
+)
 
 
 def _pool_size(data: Any) -> int:

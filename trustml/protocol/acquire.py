@@ -61,40 +61,22 @@ DEFAULT_STRATEGY = {"classification": "bald", "regression": "epistemic_variance"
 COLUMNS = ("index", "score", "prediction", "total_uncertainty", "aleatoric", "epistemic")
 
 
-@dataclass(frozen=True)
-class _Spec:
-    task: str | None  # None: either task
-    score: str  # which per-sample score is reported (and ranked, unless whole_pool)
-    pick: str  # the trustml.acquire strategy applied to the scores
-    whole_pool: bool = False  # select() needs every sample's probabilities
+#: The task each kind of strategy input scores (``None``: either).
+_TASK_OF_INPUT = {"probs": "classification", "gaussian": "regression", "any": None}
+ACQUIRE_STRATEGIES = tuple(
+    name for name in acq.STRATEGIES.in_order() if acq.STRATEGIES.get(name).input != "scores"
+)
+"""The strategies of :data:`trustml.acquire.STRATEGIES` that score a model's predictions."""
 
 
-_SPECS: dict[str, _Spec] = {
-    "entropy": _Spec("classification", "entropy", "topk"),
-    "margin": _Spec("classification", "margin", "topk"),
-    "least_confidence": _Spec("classification", "least_confidence", "topk"),
-    "bald": _Spec("classification", "bald", "topk"),
-    "power_bald": _Spec("classification", "bald", "power"),
-    "batchbald": _Spec("classification", "bald", "batchbald", whole_pool=True),
-    "variance": _Spec("regression", "variance", "topk"),
-    "epistemic_variance": _Spec("regression", "epistemic_variance", "topk"),
-    "interval_width": _Spec("regression", "interval_width", "topk"),
-    "random": _Spec(None, "default", "random"),
-}
-ACQUIRE_STRATEGIES = tuple(_SPECS)
-"""The strategies ``trustml acquire`` accepts."""
+def _task_of(strategy: str) -> str | None:
+    return _TASK_OF_INPUT[acq.STRATEGIES.get(strategy).input]
 
-_CLASSIFICATION_SCORES: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "entropy": acq.predictive_entropy,
-    "margin": acq.margin,
-    "least_confidence": acq.least_confidence,
-    "bald": acq.bald,
-}
-_REGRESSION_SCORES: dict[str, Callable[[np.ndarray, np.ndarray], np.ndarray]] = {
-    "variance": acq.predictive_variance,
-    "epistemic_variance": acq.epistemic_variance,
-    "interval_width": acq.expected_interval_width,
-}
+
+def _whole_pool(strategy: str) -> bool:
+    """Whether ``select`` needs every sample's probabilities at once (no per-chunk score)."""
+    spec = acq.STRATEGIES.get(strategy)
+    return spec.score is None and spec.input == "probs"
 
 
 @dataclass
@@ -111,16 +93,16 @@ def check_strategy(strategy: str | None, task: str) -> str:
     """The strategy to use (the task's default for ``None``); one-line error otherwise."""
     if strategy is None:
         return DEFAULT_STRATEGY[task]
-    spec = _SPECS.get(strategy)
-    if spec is None:
+    if strategy not in ACQUIRE_STRATEGIES:
         raise TrustmlInputError(
             f"--strategy {strategy!r}: unknown acquisition strategy; valid: "
             + ", ".join(ACQUIRE_STRATEGIES)
         )
-    if spec.task is not None and spec.task != task:
-        fitting = [n for n, s in _SPECS.items() if s.task in (None, task)]
+    scores = _task_of(strategy)
+    if scores is not None and scores != task:
+        fitting = [n for n in ACQUIRE_STRATEGIES if _task_of(n) in (None, task)]
         raise TrustmlInputError(
-            f"--strategy {strategy!r}: scores {spec.task} models but the protocol's task is "
+            f"--strategy {strategy!r}: scores {scores} models but the protocol's task is "
             f"{task}; use one of: {', '.join(fitting)}"
         )
     return strategy
@@ -161,7 +143,6 @@ def run_acquire(
     comm = get_comm(comm)
     torch.use_deterministic_algorithms(True, warn_only=True)
     strategy = check_strategy(strategy, protocol.task)
-    spec = _SPECS[strategy]
     if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
         raise TrustmlInputError(f"--budget {budget!r}: expected a whole number >= 1")
     outdir = check_outdir(out, force=force)
@@ -178,7 +159,7 @@ def run_acquire(
             raise TrustmlInputError(
                 f"--budget {budget}: larger than the pool ({pool} holds {n} samples)"
             )
-        if spec.whole_pool:
+        if _whole_pool(strategy):
             need = _samples_per_prediction(protocol) * n * plan.n_targets * 8
             if need > WHOLE_POOL_BYTES:
                 raise TrustmlInputError(
@@ -206,7 +187,6 @@ def _execute(
     budget: int,
     progress: bool,
 ) -> AcquireOutcome:
-    spec = _SPECS[strategy]
     fingerprint = comm.bcast(plan.dataset.fingerprint() if comm.rank == 0 else None)
     primary = protocol.primary
     with run_stage(f"training {primary.name!r}"):
@@ -217,7 +197,7 @@ def _execute(
         )  # fmt: skip
     with run_stage("scoring the pool"):
         local = _score_shard(
-            model, reader, protocol.task, spec, _methods.predict_options(primary), comm
+            model, reader, protocol.task, strategy, _methods.predict_options(primary), comm
         )
     parts = comm.gather(local, root=0)
     if comm.rank != 0:
@@ -226,11 +206,12 @@ def _execute(
     table = np.concatenate([p["table"] for p in parts], axis=0)  # (N, 5) in pool order
     seed = child(protocol.seed, "acquire")
     with run_stage("selecting the picks"):
-        if spec.whole_pool:
+        if _whole_pool(strategy):
             probs = np.concatenate([p["probs"] for p in parts], axis=1)
-            picks = acq.select(probs, budget, strategy=spec.pick, seed=seed)
-        else:
-            picks = acq.select(table[:, 0], budget, strategy=spec.pick, seed=seed)
+            picks = acq.select(probs, budget, strategy=strategy, seed=seed)
+        else:  # rank the streamed per-sample scores as the strategy ranks its own
+            then = "random" if strategy == "random" else acq.STRATEGIES.get(strategy).then
+            picks = acq.select(table[:, 0], budget, strategy=then, seed=seed)
     picks = np.asarray(picks, dtype=np.int64)
     rows = table[picks]
     attrs = {
@@ -258,7 +239,7 @@ def _score_shard(
     model: Any,
     reader: PoolReader,
     task: str,
-    spec: _Spec,
+    strategy: str,
     options: dict[str, Any],
     comm: Comm,
 ) -> dict[str, np.ndarray]:
@@ -268,20 +249,22 @@ def _score_shard(
     mine = block_range(n_blocks, comm.size, comm.rank)
     start = mine.start * rows
     stop = min(mine.stop * rows, reader.n_samples)
+    whole_pool = _whole_pool(strategy)
+    score = _score_of(strategy, task)
     tables, probs = [], []
     for _, x in reader.blocks(start, stop, rows) if stop > start else ():
         p = model.predict(x, batch_size=PREDICT_BATCH, **options)
         if task == "classification":
             member_probs = np.asarray(p.member_probs, dtype=np.float64)
-            tables.append(_classification_rows(member_probs, spec))
-            if spec.whole_pool:
+            tables.append(_classification_rows(member_probs, score))
+            if whole_pool:
                 probs.append(member_probs)
         else:
             mean = np.asarray(p.member_means, dtype=np.float64)
             var = np.asarray(p.member_stds, dtype=np.float64) ** 2
-            tables.append(_regression_rows(mean, var, spec))
+            tables.append(_regression_rows(mean, var, score))
     out = {"table": np.concatenate(tables) if tables else np.empty((0, 5))}
-    if spec.whole_pool:
+    if whole_pool:
         out["probs"] = np.concatenate(probs, axis=1) if probs else np.empty((0, 0, 0))
     return out
 
@@ -291,21 +274,28 @@ def _per_sample(a: np.ndarray) -> np.ndarray:
     return acq.reduce(a, how="mean") if a.ndim > 1 else a
 
 
-def _classification_rows(probs: np.ndarray, spec: _Spec) -> np.ndarray:
+def _score_of(strategy: str, task: str) -> Callable[[Any], np.ndarray]:
+    """The per-sample score reported (and ranked): the strategy's own, else the task default's
+    (``batchbald`` and ``random`` have none per chunk)."""
+    own = acq.STRATEGIES.get(strategy).score
+    return own if own is not None else _score_of(DEFAULT_STRATEGY[task], task)
+
+
+def _classification_rows(probs: np.ndarray, score_fn: Callable[[Any], np.ndarray]) -> np.ndarray:
     total = _per_sample(acq.predictive_entropy(probs))
     aleatoric = _per_sample(acq.expected_entropy(probs))
     epistemic = _per_sample(acq.mutual_information(probs))
-    name = "bald" if spec.score == "default" else spec.score
-    score = epistemic if name == "bald" else _per_sample(_CLASSIFICATION_SCORES[name](probs))
+    score = _per_sample(score_fn(probs))
     mean = probs.mean(axis=0)  # (N, C, *spatial)
     label = mean.argmax(axis=1).astype(np.float64)
     prediction = label if label.ndim == 1 else label.reshape(len(label), -1)[:, 0]
     return np.stack([score, prediction, total, aleatoric, epistemic], axis=1)
 
 
-def _regression_rows(mean: np.ndarray, var: np.ndarray, spec: _Spec) -> np.ndarray:
-    name = "epistemic_variance" if spec.score == "default" else spec.score
-    score = _per_sample(_REGRESSION_SCORES[name](mean, var))
+def _regression_rows(
+    mean: np.ndarray, var: np.ndarray, score_fn: Callable[[Any], np.ndarray]
+) -> np.ndarray:
+    score = _per_sample(score_fn((mean, var)))
     first_mean, first_var = mean[:, :, 0], var[:, :, 0]  # (K, N, *spatial)
     aleatoric = _per_sample(first_var.mean(axis=0))
     epistemic = _per_sample(first_mean.var(axis=0))
