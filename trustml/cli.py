@@ -187,9 +187,11 @@ def _acquire(args: argparse.Namespace) -> int:
     from trustml.protocol import load_protocol
     from trustml.protocol.acquire import run_acquire
 
-    protocol, _ = load_protocol(args.protocol, args.overrides)
+    protocol, text = load_protocol(args.protocol, args.overrides)
     outcome = run_acquire(
         protocol,
+        protocol_text=text,
+        command=["trustml", *sys.argv[1:]],
         pool=args.pool,
         budget=args.budget,
         base_dir=Path(args.protocol).resolve().parent,

@@ -9,7 +9,11 @@ here, and the results JSON Schema documents them from :data:`ARRAYS`. A path is 
 - ``shifts/<name>``: the primary method on a distribution-shifted test set, with its targets;
 - ``attribution``: the explained test inputs and, per attribution method, the maps of every
   member or posterior sample (``attribution/<method>/maps``; ``attribution/maps`` is the
-  first method's).
+  first method's);
+- ``acquisition``: a simulated labeling campaign: the labels held after each round
+  (``acquisition/n_labels``) and, per strategy, the test metric of every repeat and round
+  (``acquisition/<strategy>/curve``) and the training-pool samples it labeled, in order
+  (``acquisition/<strategy>/picked``).
 
 Dependency-free (layer 0): nothing here imports numpy, torch or another trustml module.
 """
@@ -19,12 +23,16 @@ from __future__ import annotations
 from typing import Final
 
 __all__ = [
+    "ACQUISITION",
+    "ACQUISITION_N_LABELS",
     "ARRAYS",
     "ATTRIBUTION",
     "ATTRIBUTION_INPUTS",
     "ATTRIBUTION_MASKS",
     "ATTRIBUTION_TARGET_INDEX",
     "PRIMARY_TEST",
+    "acquisition_curve",
+    "acquisition_picked",
     "attribution_maps",
     "is_attribution_maps",
     "method_test",
@@ -37,6 +45,8 @@ PRIMARY_TEST: Final = "test"
 """The primary method's test-split predictions and the test targets or labels."""
 ATTRIBUTION: Final = "attribution"
 """Explained inputs and attribution maps."""
+ACQUISITION: Final = "acquisition"
+"""A simulated labeling campaign: learning curves and picks per strategy."""
 
 # -- arrays of a prediction group (test, methods/<label>/test, shifts/<name>) ----------------
 MEAN: Final = "mean"
@@ -60,6 +70,11 @@ ATTRIBUTION_TARGET_INDEX: Final = "attribution/target_index"
 ATTRIBUTION_MASKS: Final = "attribution/masks"
 _MAPS: Final = "maps"
 
+# -- arrays of the acquisition group -----------------------------------------------------------
+ACQUISITION_N_LABELS: Final = "acquisition/n_labels"
+_CURVE: Final = "curve"
+_PICKED: Final = "picked"
+
 #: Every array name with its shape and meaning; the results schema documents arrays.h5 from it.
 ARRAYS: Final[dict[str, tuple[str, str]]] = {
     MEAN: ("(N, D)", "predictive mean (regression, data units)"),
@@ -80,6 +95,12 @@ ARRAYS: Final[dict[str, tuple[str, str]]] = {
     ATTRIBUTION_TARGET_INDEX: ("(E,) int", "the output (class or target) each map explains"),
     ATTRIBUTION_MASKS: ("(E, 1, *grid)", "ground-truth masks of the explained inputs"),
     _MAPS: ("(K, E, *input_shape)", "attribution maps of every member or posterior sample"),
+    ACQUISITION_N_LABELS: ("(T,) int", "labels held when each round's model was trained"),
+    _CURVE: ("(R, T)", "a strategy's test metric per repeat and round"),
+    _PICKED: (
+        "(R, L) int",
+        "dataset indices a strategy labeled per repeat, in order (the initial random set first)",
+    ),
 }
 
 
@@ -108,3 +129,13 @@ def attribution_maps(method: str | None = None) -> str:
 def is_attribution_maps(key: str) -> bool:
     """Whether ``key`` is a path built by :func:`attribution_maps`."""
     return key.startswith(f"{ATTRIBUTION}/") and key.endswith(f"/{_MAPS}")
+
+
+def acquisition_curve(strategy: str) -> str:
+    """``acquisition/<strategy>/curve``: the test metric of every repeat (rows) and round."""
+    return f"{ACQUISITION}/{strategy}/{_CURVE}"
+
+
+def acquisition_picked(strategy: str) -> str:
+    """``acquisition/<strategy>/picked``: the samples labeled per repeat, in acquisition order."""
+    return f"{ACQUISITION}/{strategy}/{_PICKED}"

@@ -157,3 +157,22 @@ def test_the_starter_protocol_lists_every_method():
     text = starter_protocol()
     assert _listed_in_comment(text, "method: deep_ensemble") == set(_names.UNCERTAINTY_METHODS)
     assert _listed_in_comment(text, "calibration:") == set(_names.CALIBRATION_METHODS)
+
+
+def test_campaign_strategies_are_the_acquire_strategies_that_score_predictions():
+    from trustml import acquire
+
+    scoring = {
+        name: acquire.STRATEGIES.get(name).input
+        for name in acquire.STRATEGIES.in_order()
+        if acquire.STRATEGIES.get(name).input != "scores"
+    }
+    assert set(_names.ACQUISITION_STRATEGIES) == set(scoring)
+    takes = {"classification": ("probs", "any"), "regression": ("gaussian", "any")}
+    for task in TASKS:
+        want = [n for n, kind in scoring.items() if kind in takes[task]]
+        assert sorted(_names.acquisition_strategies(task)) == sorted(want)
+    schema = build_json_schema()
+    assert sorted(_enum(schema, "acquisition", "strategies")) == sorted(
+        _names.ACQUISITION_STRATEGIES
+    )

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import h5py
 import numpy as np
@@ -62,6 +65,7 @@ class PoolReader:
             check_input_meta(
                 self._x.shape, self._x.dtype, prefix=prefix, name=_show(inputs), min_rank=2
             )
+            self._stat = os.stat(self.path)
         except BaseException:
             self._f.close()
             raise
@@ -91,6 +95,52 @@ class PoolReader:
             bad = start + int(np.flatnonzero(~np.isfinite(x.reshape(len(x), -1)).all(1))[0])
             raise DataError(f"{self.path}: {_show(self.key)} sample {bad} holds NaN or inf")
         return x
+
+    def take(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
+        """The rows at ``indices`` (distinct, in any order) as float32, in the order given.
+
+        One read in increasing index order (what h5py's fancy indexing needs), reordered in
+        memory; meant for a few rows (the picks shown on a page), not for streaming.
+        """
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        order = np.argsort(idx, kind="stable")
+        ordered = idx[order]
+        if ordered.size and (
+            ordered[0] < 0 or ordered[-1] >= self.n_samples or np.any(np.diff(ordered) == 0)
+        ):
+            raise ValueError(f"take: indices must be distinct and in 0..{self.n_samples - 1}")
+        if ordered.size == 0:
+            return np.empty((0, *self.input_shape), dtype=np.float32)
+        try:
+            x = np.asarray(self._x[ordered], dtype=np.float32)
+        except Exception as exc:
+            raise DataError(
+                f"{self.path}: cannot read {_show(self.key)} samples {ordered.tolist()[:5]}"
+                f"{'...' if ordered.size > 5 else ''} ({one_line(exc)})"
+            ) from None
+        out = np.empty_like(x)
+        out[order] = x
+        return out
+
+    def fingerprint(self) -> dict[str, Any]:
+        """What identifies the pool file, from its metadata alone (nothing is read).
+
+        ``sha256`` hashes the file's size and modification time (as seen when it was opened)
+        and the inputs dataset's key, shape and dtype: rewriting the file changes it, moving or
+        renaming it does not. It is not a hash of the values (that would read the whole pool
+        once more), so a copy with the same values but another mtime fingerprints differently.
+        """
+        fields: dict[str, Any] = {
+            "inputs": self.key,
+            "shape": [self.n_samples, *self.input_shape],
+            "dtype": self._x.dtype.newbyteorder("<").str
+            if self._x.dtype.itemsize > 1
+            else self._x.dtype.str,
+            "size_bytes": int(self._stat.st_size),
+            "mtime_ns": int(self._stat.st_mtime_ns),
+        }
+        digest = hashlib.sha256(json.dumps(fields, sort_keys=True).encode("utf-8")).hexdigest()
+        return {"path": str(self.path.resolve()), **fields, "sha256": digest}
 
     def aligned(self, rows: int) -> int:
         """``rows`` rounded down to whole HDF5 chunks (at least one chunk)."""

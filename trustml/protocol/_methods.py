@@ -110,15 +110,17 @@ def fit_method(
     comm: Comm,
     checkpoint_dir: Path | None,
     progress: bool,
+    seed: Any = None,
 ) -> Any:
     """Fit uncertainty method ``i`` of the protocol on the training split.
 
     Returns the fitted ``DeepEnsemble``, ``BayesianNN`` or ``MCDropout`` (on every rank).
     Method ``i`` > 0 draws from its own child seed, so adding a comparison never changes the
-    primary method's numbers.
+    primary method's numbers; ``seed`` overrides both (a labeling campaign's rounds).
     """
     spec = protocol.methods[i]
-    seed = protocol.seed if i == 0 else child(protocol.seed, f"method/{spec.name}")
+    if seed is None:
+        seed = protocol.seed if i == 0 else child(protocol.seed, f"method/{spec.name}")
     job = FitJob(train, make_model, device, fingerprint, comm, checkpoint_dir, progress)
     return METHODS[spec.method].fit(protocol, i, seed, job)
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
+from trustml.protocol._acquisition import AcquisitionSpec
 from trustml.protocol._fields import (
     LABEL,
     AtLeastTwo,
@@ -36,6 +37,7 @@ from trustml.protocol._names import (
 )
 
 __all__ = [
+    "AcquisitionSpec",
     "AttributionSpec",
     "Bound",
     "CalibrationSpec",
@@ -273,6 +275,7 @@ class Protocol(StrictModel):
     calibration: CalibrationSpec = Field(default_factory=CalibrationSpec)
     metrics: list[Literal[ALL_METRICS]] | None = None  # type: ignore[valid-type]
     attribution: AttributionSpec | None = None
+    acquisition: AcquisitionSpec | None = None
     acceptance: dict[str, Bound] = Field(default_factory=dict)
     claims: Annotated[str, Field(min_length=1)] | None = None
     limitations: Annotated[str, Field(min_length=1)] | None = None
@@ -330,9 +333,18 @@ class Protocol(StrictModel):
                     f"acceptance.{key}",
                     f"no uncertainty method is labelled {label!r}; labels: {', '.join(labels)}",
                 )
+        if self.acquisition is not None:
+            self.acquisition.check(self.task, list(labels))
         if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:
             raise KeyedError("data.split.gap", "applies to order: temporal only")
         return self
+
+    @property
+    def campaign_method(self) -> int:
+        """Index of the method a labeling campaign trains (``acquisition.method``, else 0)."""
+        label = self.acquisition.method if self.acquisition is not None else None
+        names = [m.name for m in self.uncertainty]
+        return names.index(label) if label is not None else 0
 
     @property
     def methods(self) -> list[UncertaintySpec]:

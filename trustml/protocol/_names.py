@@ -11,6 +11,10 @@
   (``_attribution.CHECKS``) is keyed by them;
 - calibration methods: :data:`CALIBRATION_METHODS`, ``"none"`` and the keys of the runner's
   calibrator table (``_calibrate.CALIBRATORS``);
+- acquisition strategies of a simulated labeling campaign: :data:`ACQUISITION_STRATEGIES`, the
+  strategies of :data:`trustml.acquire.STRATEGIES` that score a model's predictions, per task
+  (that package imports scipy, which the schema must not pay for; the test checks that they
+  agree);
 - builtin models: :data:`MODEL_BUILTINS`, the names of :func:`trustml.models.model_names`
   (which imports torch; the test checks that they agree).
 
@@ -24,6 +28,7 @@ from typing import Final
 from trustml.metrics.specs import metric_names
 
 __all__ = [
+    "ACQUISITION_STRATEGIES",
     "ALL_METRICS",
     "ATTRIBUTION_CHECKS",
     "ATTRIBUTION_METHODS",
@@ -33,6 +38,7 @@ __all__ = [
     "NO_CALIBRATION",
     "REGRESSION_METRICS",
     "UNCERTAINTY_METHODS",
+    "acquisition_strategies",
     "task_metrics",
 ]
 
@@ -75,3 +81,20 @@ NO_CALIBRATION: Final = "none"
 CALIBRATION_METHODS: Final = ("temperature", "isotonic", "conformal", NO_CALIBRATION)
 
 MODEL_BUILTINS: Final = ("cnn", "mlp", "lstm")
+
+#: The acquisition strategies that score a model's predictions, by the task they apply to
+#: (``random`` applies to both).
+_STRATEGIES_BY_TASK: Final = {
+    "classification": (
+        "random", "entropy", "margin", "least_confidence", "bald", "power_bald", "batchbald",
+    ),
+    "regression": ("random", "variance", "epistemic_variance", "interval_width"),
+}  # fmt: skip
+ACQUISITION_STRATEGIES: Final = tuple(
+    dict.fromkeys(_STRATEGIES_BY_TASK["classification"] + _STRATEGIES_BY_TASK["regression"])
+)
+
+
+def acquisition_strategies(task: str) -> tuple[str, ...]:
+    """The acquisition strategies that apply to ``task``."""
+    return _STRATEGIES_BY_TASK[task]

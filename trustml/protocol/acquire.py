@@ -4,26 +4,34 @@ Orchestration only: the protocol is planned and its primary method fitted exactl
 ``trustml evaluate`` does (member checkpoints under ``OUT/checkpoints``, so a re-run resumes),
 the pool is scored in streamed blocks of :data:`POOL_CHUNK` rows (each MPI rank a contiguous
 shard of whole blocks; rank 0 gathers the per-sample scores) with :mod:`trustml.acquire`, and
-:func:`trustml.acquire.select` picks the budget. Writes ``picks.h5``, ``picks.csv`` and
-``picks.html`` atomically (:func:`trustml.utils.rundir.write_files`).
+:func:`trustml.acquire.select` picks the budget. Rank 0 then re-reads the picks shown on the
+page (at most :data:`~trustml.protocol._picks_page.PAGE_PICKS`) and, when the model predicts
+per pixel or voxel, predicts them again for their uncertainty maps. Written atomically
+(:func:`trustml.utils.rundir.write_files`; ``picks.h5``, moved in last, marks them complete):
+``picks.h5`` (indices, scores), ``picks.csv`` (for a labeling tool), ``picks.html``
+(:mod:`~trustml.protocol._picks_page`) and ``picks.manifest.json`` (versions, the protocol's
+hash, the pool's fingerprint, strategy, budget, seed, ranks, timings).
 
 The picks do not depend on the number of ranks: blocks are cut the same way on every rank
-count, and the selection seed is a named child of the protocol seed.
+count, and the selection seed is a named child of the protocol seed. The same run twice writes
+the same ``picks.h5``, ``picks.csv`` and ``picks.html``.
+
+Memory: a rank holds one block's predictions at a time, but rank 0 gathers the whole pool's
+``(N, 5)`` float64 table: 40 bytes per sample, 4 GB at 10^8 samples (about twice that while
+the ranks' parts are gathered and joined). Whole-pool strategies (``batchbald``) are bounded
+by :data:`WHOLE_POOL_BYTES`.
 """
 
 from __future__ import annotations
 
-import csv
-import html
-import io
 import logging
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import h5py
 import numpy as np
 import torch
 
@@ -31,11 +39,12 @@ from trustml import acquire as acq
 from trustml.data.pool import PoolReader
 from trustml.distributed import Comm, abort_on_error, block_range, get_comm
 from trustml.exceptions import TrustmlInputError
-from trustml.protocol import _methods
+from trustml.protocol import _methods, _picks_page, _provenance
 from trustml.protocol._parallel import PREDICT_BATCH
 from trustml.protocol._plan import make_plan
 from trustml.protocol._stages import claimed, run_stage
 from trustml.protocol.schema import Protocol
+from trustml.report import json_bytes
 from trustml.utils.rundir import check_outdir, write_files
 from trustml.utils.seeding import child
 
@@ -58,7 +67,7 @@ CHUNK_ENV = "TRUSTML_TEST_POOL_CHUNK"
 #: Strategies that need every sample's probabilities at once run only below this size.
 WHOLE_POOL_BYTES = 1 << 30
 DEFAULT_STRATEGY = {"classification": "bald", "regression": "epistemic_variance"}
-COLUMNS = ("index", "score", "prediction", "total_uncertainty", "aleatoric", "epistemic")
+COLUMNS = _picks_page.COLUMNS
 
 
 #: The task each kind of strategy input scores (``None``: either).
@@ -87,6 +96,19 @@ class AcquireOutcome:
     strategy: str
     indices: np.ndarray | None
     scores: np.ndarray | None
+
+
+@dataclass(frozen=True)
+class _Request:
+    """What ``trustml acquire`` was asked for, beyond the protocol."""
+
+    strategy: str
+    budget: int
+    progress: bool
+    protocol_text: str | None
+    command: list[str] | None
+    base_dir: Path
+    started: float
 
 
 def check_strategy(strategy: str | None, task: str) -> str:
@@ -129,8 +151,15 @@ def run_acquire(
     force: bool = False,
     progress: bool = False,
     comm: Any = None,
+    protocol_text: str | None = None,
+    command: list[str] | None = None,
 ) -> AcquireOutcome:
     """Fit the protocol's primary method, score the pool, write the ``budget`` picks.
+
+    ``protocol_text`` (the protocol file's text, as :func:`~trustml.protocol.load_protocol`
+    returns it) is hashed into ``picks.manifest.json`` as ``trustml evaluate`` hashes it;
+    without it the validated protocol's canonical JSON is hashed (and the manifest says so).
+    ``command`` defaults to ``sys.argv``.
 
     Raises
     ------
@@ -141,6 +170,7 @@ def run_acquire(
         Training or scoring failed (the message names the stage).
     """
     comm = get_comm(comm)
+    started = time.perf_counter()
     torch.use_deterministic_algorithms(True, warn_only=True)
     strategy = check_strategy(strategy, protocol.task)
     if isinstance(budget, bool) or not isinstance(budget, int | np.integer) or budget < 1:
@@ -167,8 +197,11 @@ def run_acquire(
                     f"({need / 2**30:.1f} GiB > {WHOLE_POOL_BYTES / 2**30:.1f} GiB); use "
                     "--strategy power_bald for large pools"
                 )
+        request = _Request(
+            strategy, int(budget), progress, protocol_text, command, Path(base_dir), started
+        )
         with claimed(outdir, force, comm), abort_on_error(comm):
-            return _execute(protocol, plan, reader, outdir, comm, strategy, budget, progress)
+            return _execute(protocol, plan, reader, outdir, comm, request)
     finally:
         reader.close()
 
@@ -183,40 +216,45 @@ def _execute(
     reader: PoolReader,
     outdir: Path,
     comm: Comm,
-    strategy: str,
-    budget: int,
-    progress: bool,
+    req: _Request,
 ) -> AcquireOutcome:
+    timings: dict[str, float] = {}
     fingerprint = comm.bcast(plan.dataset.fingerprint() if comm.rank == 0 else None)
     primary = protocol.primary
+    t0 = time.perf_counter()
     with run_stage(f"training {primary.name!r}"):
         model = _methods.fit_method(
             protocol, 0, train=plan.dataset.subset(plan.splits["train"]),
             make_model=plan.make_model, device=plan.device, fingerprint=fingerprint, comm=comm,
-            checkpoint_dir=outdir / "checkpoints", progress=progress,
+            checkpoint_dir=outdir / "checkpoints", progress=req.progress,
         )  # fmt: skip
+    timings["fit"] = _since(t0)
+    t0 = time.perf_counter()
+    options = _methods.predict_options(primary)
     with run_stage("scoring the pool"):
-        local = _score_shard(
-            model, reader, protocol.task, strategy, _methods.predict_options(primary), comm
-        )
+        local = _score_shard(model, reader, protocol.task, req.strategy, options, comm)
     parts = comm.gather(local, root=0)
+    timings["scoring"] = _since(t0)
     if comm.rank != 0:
-        return AcquireOutcome(outdir, strategy, None, None)
+        return AcquireOutcome(outdir, req.strategy, None, None)
     assert parts is not None
     table = np.concatenate([p["table"] for p in parts], axis=0)  # (N, 5) in pool order
-    seed = child(protocol.seed, "acquire")
+    t0 = time.perf_counter()
     with run_stage("selecting the picks"):
-        if _whole_pool(strategy):
+        seed = child(protocol.seed, "acquire")
+        if _whole_pool(req.strategy):
             probs = np.concatenate([p["probs"] for p in parts], axis=1)
-            picks = acq.select(probs, budget, strategy=strategy, seed=seed)
+            picks = acq.select(probs, req.budget, strategy=req.strategy, seed=seed)
         else:  # rank the streamed per-sample scores as the strategy ranks its own
-            then = "random" if strategy == "random" else acq.STRATEGIES.get(strategy).then
-            picks = acq.select(table[:, 0], budget, strategy=then, seed=seed)
+            spec = acq.STRATEGIES.get(req.strategy)
+            then = "random" if req.strategy == "random" else spec.then
+            picks = acq.select(table[:, 0], req.budget, strategy=then, seed=seed)
+    timings["selection"] = _since(t0)
     picks = np.asarray(picks, dtype=np.int64)
     rows = table[picks]
     attrs = {
-        "strategy": strategy,
-        "budget": int(budget),
+        "strategy": req.strategy,
+        "budget": req.budget,
         "pool": str(reader.path),
         "inputs": reader.key,
         "seed": int(protocol.seed),
@@ -224,15 +262,51 @@ def _execute(
         "method": primary.name,
         "protocol": protocol.name,
     }
+    t0 = time.perf_counter()
+    with run_stage("drawing the picks page"):
+        samples = reader.take(picks[: _picks_page.PAGE_PICKS])
+        dense = any(bool(p["dense"]) for p in parts)
+        maps = _maps(model, samples, protocol.task, options) if dense else None
+        page = _picks_page.picks_page(
+            picks, rows, attrs, samples=samples, layout=plan.dataset.layout, maps=maps
+        )
+    timings["page"] = _since(t0)
+    text = req.protocol_text
+    provenance = _provenance.manifest(
+        protocol, text if text is not None else _picks_page.canonical_text(protocol),
+        fingerprint=fingerprint, device=plan.device, command=req.command,
+        protocol_dir=req.base_dir, world_size=comm.size, timings=timings,
+        wall_time_s=round(time.perf_counter() - req.started, 2),
+    )  # fmt: skip
+    manifest = _picks_page.picks_manifest(
+        provenance, protocol, pool=reader.fingerprint(), strategy=req.strategy,
+        budget=req.budget, text_given=text is not None,
+    )  # fmt: skip
     write_files(
         outdir,
         {
-            "picks.h5": lambda p: _write_h5(p, picks, rows[:, 0], attrs),
-            "picks.csv": lambda p: p.write_text(_csv(picks, rows), encoding="utf-8"),
-            "picks.html": lambda p: p.write_text(_html(picks, rows, attrs), encoding="utf-8"),
-        },
+            "picks.csv": lambda p: p.write_text(_picks_page.picks_csv(picks, rows), "utf-8"),
+            "picks.html": lambda p: p.write_text(page, encoding="utf-8"),
+            "picks.manifest.json": lambda p: p.write_bytes(json_bytes(manifest, name="manifest")),
+            "picks.h5": lambda p: _picks_page.write_picks_h5(p, picks, rows[:, 0], attrs),
+        },  # picks.h5 is moved in last: its presence marks the picks complete
     )
-    return AcquireOutcome(outdir, strategy, picks, rows[:, 0].copy())
+    return AcquireOutcome(outdir, req.strategy, picks, rows[:, 0].copy())
+
+
+def _since(t0: float) -> float:
+    return round(time.perf_counter() - t0, 3)
+
+
+def _maps(model: Any, x: np.ndarray, task: str, options: dict[str, Any]) -> np.ndarray | None:
+    """Per-pixel epistemic uncertainty of ``x``, ``(n, *spatial)``, whose spatial mean is the
+    ``epistemic`` column (``None`` when the model predicts one value per sample)."""
+    p = model.predict(x, batch_size=PREDICT_BATCH, **options)
+    if task == "classification":
+        probs = np.asarray(p.member_probs, dtype=np.float64)  # (K, n, C, *spatial)
+        return acq.mutual_information(probs) if probs.ndim > 3 else None
+    mean = np.asarray(p.member_means, dtype=np.float64)  # (K, n, D, *spatial)
+    return mean[:, :, 0].var(axis=0) if mean.ndim > 3 else None
 
 
 def _score_shard(
@@ -251,19 +325,24 @@ def _score_shard(
     stop = min(mine.stop * rows, reader.n_samples)
     whole_pool = _whole_pool(strategy)
     score = _score_of(strategy, task)
-    tables, probs = [], []
+    tables, probs, dense = [], [], False
     for _, x in reader.blocks(start, stop, rows) if stop > start else ():
         p = model.predict(x, batch_size=PREDICT_BATCH, **options)
         if task == "classification":
             member_probs = np.asarray(p.member_probs, dtype=np.float64)
+            dense = member_probs.ndim > 3  # (K, N, C, *spatial)
             tables.append(_classification_rows(member_probs, score))
             if whole_pool:
                 probs.append(member_probs)
         else:
             mean = np.asarray(p.member_means, dtype=np.float64)
             var = np.asarray(p.member_stds, dtype=np.float64) ** 2
+            dense = mean.ndim > 3  # (K, N, D, *spatial)
             tables.append(_regression_rows(mean, var, score))
-    out = {"table": np.concatenate(tables) if tables else np.empty((0, 5))}
+    out = {
+        "table": np.concatenate(tables) if tables else np.empty((0, 5)),
+        "dense": np.asarray(dense),
+    }
     if whole_pool:
         out["probs"] = np.concatenate(probs, axis=1) if probs else np.empty((0, 0, 0))
     return out
@@ -301,39 +380,3 @@ def _regression_rows(
     epistemic = _per_sample(first_mean.var(axis=0))
     prediction = _per_sample(first_mean.mean(axis=0))
     return np.stack([score, prediction, aleatoric + epistemic, aleatoric, epistemic], axis=1)
-
-
-def _write_h5(path: Path, picks: np.ndarray, scores: np.ndarray, attrs: dict[str, Any]) -> None:
-    with h5py.File(path, "w") as f:
-        f.create_dataset("indices", data=picks.astype(np.int64))
-        f.create_dataset("scores", data=scores.astype(np.float64))
-        for key, value in attrs.items():
-            f.attrs[key] = value
-
-
-def _csv(picks: np.ndarray, rows: np.ndarray) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for i, r in zip(picks.tolist(), rows.tolist(), strict=True):
-        w.writerow([i, *(repr(float(v)) for v in r)])
-    return buf.getvalue()
-
-
-def _html(picks: np.ndarray, rows: np.ndarray, attrs: dict[str, Any]) -> str:
-    esc = html.escape
-    head = "".join(f"<th>{esc(c)}</th>" for c in ("rank", *COLUMNS))
-    body = "\n".join(
-        f"<tr><td>{k + 1}</td><td>{i}</td>" + "".join(f"<td>{v:.4g}</td>" for v in r) + "</tr>"
-        for k, (i, r) in enumerate(zip(picks.tolist(), rows.tolist(), strict=True))
-    )
-    meta = ", ".join(f"{esc(str(k))}: {esc(str(v))}" for k, v in attrs.items())
-    return (
-        "<!DOCTYPE html>\n<html><head><meta charset='utf-8'>"
-        f"<title>trustml picks: {esc(str(attrs['protocol']))}</title><style>"
-        "body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}</style></head><body>"
-        f"<h1>Samples to label next</h1><p>{meta}</p>"
-        f"<table><thead><tr>{head}</tr></thead><tbody>\n{body}\n</tbody></table>"
-        "</body></html>\n"
-    )

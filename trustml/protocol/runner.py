@@ -8,7 +8,8 @@
 3. score (:mod:`~trustml.protocol._scoring`, rank 0): calibrate, score, reference predictors,
    shifted test sets -> :class:`~trustml.protocol._scoring.Scored`;
 4. attribute (:mod:`~trustml.protocol._attribution`): maps and checks
-   -> :class:`~trustml.protocol._attribution.Attributed`;
+   -> :class:`~trustml.protocol._attribution.Attributed`; a labeling campaign
+   (:mod:`~trustml.protocol._campaign`), when the protocol has ``acquisition``;
 5. decide and record (rank 0): acceptance, summary (:mod:`~trustml.protocol._summary`),
    provenance (:mod:`~trustml.protocol._provenance`) -> :class:`~trustml.report.RunResults`,
    written by every rank together.
@@ -28,7 +29,7 @@ import torch
 
 from trustml.distributed import Comm, abort_on_error, get_comm
 from trustml.exceptions import RunFailed, RunInterrupted, TrustmlInputError
-from trustml.protocol import _methods, _provenance, _scoring
+from trustml.protocol import _campaign, _methods, _provenance, _scoring
 from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._fit import fit_and_predict
 from trustml.protocol._parallel import write_shared
@@ -128,6 +129,7 @@ def run_protocol(
     try:
         # Every rank validates alike: an invalid protocol fails on all of them, before any work.
         plan = make_plan(protocol, Path(base_dir), comm)
+        _campaign.check_campaign(protocol, plan)
         with claimed(outdir, force, comm), abort_on_error(comm):
             return _execute(
                 protocol, protocol_text, plan, outdir, comm, progress, command,
@@ -202,6 +204,15 @@ def _execute(
                 targets, comm=comm, target_names=plan.target_names,
             )  # fmt: skip
         timings["attribution"] = round(time.perf_counter() - t0, 2)
+    campaign = None
+    if protocol.acquisition is not None:
+        t0 = time.perf_counter()
+        with run_stage("labeling campaign"):
+            campaign = _campaign.run_campaign(
+                protocol, plan, fingerprint=fingerprint, comm=comm, progress=show,
+                checkpoint_dir=outdir / "checkpoints" if outdir is not None else None,
+            )  # fmt: skip
+        timings["acquisition"] = round(time.perf_counter() - t0, 2)
 
     verdict = None
     results = None
@@ -214,6 +225,8 @@ def _execute(
             protocol, plan, trained.models, scored, acceptance=acceptance, verdict=verdict,
             fingerprint=fingerprint, attribution=attributed.summary if attributed else None,
         )  # fmt: skip
+        if campaign is not None:
+            summary["acquisition"] = campaign.summary
         manifest = _provenance.manifest(
             protocol, protocol_text, fingerprint=fingerprint, device=plan.device,
             command=command, protocol_dir=base_dir, world_size=comm.size, timings=timings,
@@ -227,7 +240,11 @@ def _execute(
                     extras[f"posterior_{label}.nc"] = data
         results = RunResults(
             summary=summary,
-            arrays={**scored.arrays, **(attributed.arrays if attributed else {})},
+            arrays={
+                **scored.arrays,
+                **(attributed.arrays if attributed else {}),
+                **(campaign.arrays if campaign else {}),
+            },
             manifest=manifest,
             protocol_text=protocol_text,
             extras=extras,

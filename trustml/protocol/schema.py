@@ -23,6 +23,7 @@ from trustml.protocol._jsonschema import SCHEMA_FILE, build_json_schema, protoco
 from trustml.protocol._models import (
     DEFAULT_SAMPLES,
     UNCERTAINTY_KEYS,
+    AcquisitionSpec,
     AttributionSpec,
     Bound,
     CalibrationSpec,
@@ -37,6 +38,7 @@ from trustml.protocol._models import (
     UncertaintySpec,
 )
 from trustml.protocol._names import (
+    ACQUISITION_STRATEGIES,
     ATTRIBUTION_CHECKS,
     ATTRIBUTION_METHODS,
     CALIBRATION_METHODS,
@@ -47,7 +49,9 @@ from trustml.protocol._names import (
 from trustml.protocol._yaml import MAX_YAML_NODES, apply_override, load_yaml, overridden_text
 
 __all__ = [
+    "ACQUISITION_STRATEGIES",
     "ATTRIBUTION_CHECKS",
+    "AcquisitionSpec",
     "ATTRIBUTION_METHODS",
     "AttributionSpec",
     "Bound",

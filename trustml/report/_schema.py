@@ -31,6 +31,10 @@ _GROUPS = {
     rk.ATTRIBUTION: "The explained test inputs and, per attribution method, the maps of every "
     f"member or posterior sample ({rk.attribution_maps(_METHOD)}; {rk.attribution_maps()} is "
     "the first method's).",
+    rk.ACQUISITION: "A simulated labeling campaign: the labels held at each round "
+    f"({rk.ACQUISITION_N_LABELS}) and, per strategy, the test metric of every repeat and round "
+    f"({rk.acquisition_curve(_NAME)}) and the samples it labeled "
+    f"({rk.acquisition_picked(_NAME)}).",
 }
 
 

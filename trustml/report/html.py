@@ -6,7 +6,7 @@ reviewer can read it offline. Every string from the results is HTML-escaped (jin
 The page is its sections (:data:`trustml.report.sections.SECTIONS`), in order (ids in
 brackets): verdict [verdict], data and splits [data], model and training [model], predictive
 performance [performance], calibration [calibration], uncertainty [uncertainty], attribution
-[attribution], Bayesian diagnostics [bayes], reproducibility [reproducibility], REFORMS
+[attribution], Bayesian diagnostics [bayes], labeling campaign [acquisition], reproducibility [reproducibility], REFORMS
 checklist [checklist], and other results [other] for summary keys this version does not know.
 Verdict, reproducibility and checklist are always there; every other section appears when the
 results hold something for it, so results of older runs, of classification or of regression

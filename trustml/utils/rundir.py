@@ -19,7 +19,8 @@ Writes are staged: every file of a run is first written into a hidden staging fo
 the output folder, then moved into place one by one with ``os.replace`` (atomic per file, on
 the same file system). ``results.json`` is removed first and moved in last, so a folder whose
 write was interrupted never looks complete (:meth:`trustml.report.RunResults.load` refuses
-it); the next run removes the staging folders left behind by a killed process.
+it); ``picks.h5`` marks the picks of ``trustml acquire`` complete the same way. The next run
+removes the staging folders left behind by a killed process.
 
 One run at a time: :class:`RunFolder` holds an exclusive ``flock`` on :data:`LOCK` for the
 whole run, and a second run on the same folder is refused while the first is alive (the
@@ -60,9 +61,12 @@ CHECKPOINTS = "checkpoints"
 STAGING_PREFIX = ".trustml-staging-"
 #: The files of a finished run; ``results.json`` is the one whose presence marks it complete.
 OWNED = ("results.json", "manifest.json", "arrays.h5", "protocol.yaml", "report.html")
-#: The files ``trustml acquire`` writes (a folder may hold them next to a run's files).
-PICKS = ("picks.h5", "picks.csv", "picks.html")
+#: The files ``trustml acquire`` writes (a folder may hold them next to a run's files);
+#: ``picks.h5`` is the one whose presence marks them complete.
+PICKS = ("picks.h5", "picks.csv", "picks.html", "picks.manifest.json")
 _COMPLETE = "results.json"
+#: Per family of files, the one removed first and moved in last (see :func:`write_files`).
+_COMPLETION_MARKS = (_COMPLETE, "picks.h5")
 
 
 def _owned_name(name: str) -> bool:
@@ -289,7 +293,8 @@ def write_files(outdir: str | Path, writers: Mapping[str, Callable[[Path], Any]]
         one trustml owns (:data:`OWNED`, :data:`PICKS` or ``posterior_*.nc``).
 
     Every file is written to a staging folder first; only when all succeeded are they moved
-    into ``outdir``, ``results.json`` last (and the old one removed first). Files that the
+    into ``outdir``, ``results.json`` and ``picks.h5`` last (and the old ones removed first),
+    so a write interrupted half-way never leaves a complete-looking run or picks. Files that the
     previous write of the same command wrote and this one does not (e.g. the posterior of a
     method no longer in the protocol) are removed; the other command's files (picks written
     next to a run, or a run next to picks) and everything else in the folder are left alone.
@@ -306,16 +311,17 @@ def write_files(outdir: str | Path, writers: Mapping[str, Callable[[Path], Any]]
         previous = [f for f in _previous_files(outdir) if f not in writers]
         stale = [f for f in previous if _family(f) in families and f != _COMPLETE]
         kept = [f for f in previous if f not in stale]
-        if _COMPLETE in writers:
+        last = [name for name in _COMPLETION_MARKS if name in writers]
+        for name in last:
             with contextlib.suppress(FileNotFoundError):
-                os.unlink(outdir / _COMPLETE)
+                os.unlink(outdir / name)
         for name in writers:
-            if name != _COMPLETE:
+            if name not in last:
                 os.replace(stage / name, outdir / name)
         for name in stale:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(outdir / name)
         _write_marker(outdir, [*writers, *kept])
-        if _COMPLETE in writers:
-            os.replace(stage / _COMPLETE, outdir / _COMPLETE)
+        for name in last:
+            os.replace(stage / name, outdir / name)
     return outdir.resolve()

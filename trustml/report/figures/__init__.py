@@ -8,7 +8,8 @@ symmetric diverging map for signed values). Several methods compared in one run 
 the same colour everywhere: the ``i``-th method gets ``OKABE_ITO[i]``.
 
 One module per report section that draws: :mod:`.training`, :mod:`.calibration`,
-:mod:`.uncertainty`, :mod:`.checks` and :mod:`.attribution`; shared pieces in :mod:`._base`.
+:mod:`.uncertainty`, :mod:`.checks`, :mod:`.attribution` and :mod:`.acquisition`; shared pieces
+in :mod:`._base`.
 """
 
 from trustml.report.figures._base import (
@@ -26,6 +27,12 @@ from trustml.report.figures._base import (
     check_member_maps,
     method_colour,
     to_data_uri,
+)
+from trustml.report.figures.acquisition import (
+    Curve,
+    has_learning_curves,
+    learning_curves,
+    strategy_colours,
 )
 from trustml.report.figures.attribution import attribution_example, attribution_grid, slice_note
 from trustml.report.figures.calibration import (
@@ -61,6 +68,7 @@ __all__ = [
     "OKABE_ITO",
     "ORANGE",
     "VERMILLION",
+    "Curve",
     "aleatoric_epistemic",
     "attribution_example",
     "attribution_grid",
@@ -70,10 +78,12 @@ __all__ = [
     "entropy_histogram",
     "has_check_curves",
     "has_coverage_curves",
+    "has_learning_curves",
     "has_pit_histograms",
     "has_spread_skill",
     "has_training_curves",
     "has_uncertainty_under_shift",
+    "learning_curves",
     "method_colour",
     "pit_histograms",
     "predicted_vs_true",
@@ -81,6 +91,7 @@ __all__ = [
     "reliability_diagram",
     "slice_note",
     "spread_skill",
+    "strategy_colours",
     "to_data_uri",
     "training_curves",
     "uncertainty_under_shift",

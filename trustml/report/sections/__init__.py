@@ -8,6 +8,7 @@ section, write ``sections/<id>.py`` and its template, and list its ``SECTION`` i
 """
 
 from trustml.report.sections import (
+    acquisition,
     attribution,
     bayes,
     calibration,
@@ -54,6 +55,7 @@ SECTIONS: tuple[Section, ...] = (
     uncertainty.SECTION,
     attribution.SECTION,
     bayes.SECTION,
+    acquisition.SECTION,
     reproducibility.SECTION,
     checklist.SECTION,
     other.SECTION,
