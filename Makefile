@@ -8,7 +8,7 @@ STAMP  := $(VENV)/.trustml-installed
 TORCH_SPEC  ?= torch==2.13.0+cpu
 TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
 
-.PHONY: install demo test bench lint clean examples
+.PHONY: install demo test bench lint clean examples campaign
 
 install: $(STAMP)
 
@@ -43,6 +43,12 @@ examples: $(STAMP)
 	  rc=$$?; echo "   exit $$rc, $$(( $$(date +%s) - start )) s"; \
 	  if [ $$rc -ne 0 ] && [ $$rc -ne 1 ]; then exit $$rc; fi; \
 	done
+
+# The labeling-campaign variant of the climate case (a simulated campaign: many small fits).
+campaign: $(STAMP)
+	$(BIN)/trustml evaluate paper_examples/climate_labeling_campaign/protocol.yaml \
+	  --out reports/paper_examples/climate_labeling_campaign --quiet; \
+	rc=$$?; if [ $$rc -ne 0 ] && [ $$rc -ne 1 ]; then exit $$rc; fi
 
 # ruff on everything, mypy (types) on the package; CI runs this after `make test`.
 lint: $(STAMP)

@@ -515,8 +515,47 @@ def fig_coverage_methods(run: Run, dest: Path) -> None:
     plt.close(fig)
 
 
+def campaign_table(run: Run) -> str:
+    """Labels each strategy needs to reach the campaign's target, and the saving vs random."""
+    a = run.results["acquisition"]
+    order = a.get("order") or list(a["strategies"])
+    s = (f"| strategy | labels to reach {a['metric']} {fmt(a['target'])} | per repeat | "
+         f"saving vs random | final {a['metric']} (mean ± std, {a['labels'][-1]} labels) |\n"
+         "|---|---|---|---|---|\n")  # fmt: skip
+    for name in order:
+        e = a["strategies"][name]
+        reach = e["labels_to_target"]
+        per = ", ".join("—" if v is None else f"{v:.0f}" for v in e["labels_to_target_per_repeat"])
+        saving = e["saving_vs_random"]
+        if name == "random":
+            saving_text = "reference"
+        elif saving is None:
+            saving_text = "—"
+        else:
+            saving_text = ("≥ " if e["saving_is_lower_bound"] else "") + f"{saving:.2f}×"
+        s += (f"| {name} | {'not reached' if reach is None else f'{reach:.0f}'} | {per} | "
+              f"{saving_text} | {fmt(e['mean'][-1])} ± {fmt(e['std'][-1])} |\n")  # fmt: skip
+    return s
+
+
+def climate_campaign(run: Run, figs: Path | None) -> None:
+    a = run.results["acquisition"]
+    print(run_info(run), "\n")
+    print(f"campaign: {a['initial']} random labels + {a['rounds']} rounds of {a['step']}, "
+          f"{a['repeats']} repeats, {a['method']} trained {a['epochs']} epochs per round, pool "
+          f"{a['pool_size']}, test {a['test_size']}, target {a['metric']} {fmt(a['target'])} "
+          f"({a['target_source']}), campaign {a.get('time_s', 0):.0f} s\n")  # fmt: skip
+    print(campaign_table(run))
+    rows = [("full training split (1800 labels)", run.results["metrics"])]
+    print(metric_table(rows, ["accuracy", "nll", "brier", "ece"]))
+    if figs:
+        save_report_image(run, f"Learning curves of {a['metric']}", figs / "learning_curves.png")
+        save_report_image(run, "Reliability diagram", figs / "reliability.png")
+
+
 CASES = {
     "climate_extreme_weather": climate,
+    "climate_labeling_campaign": climate_campaign,
     "cosmology_parameters": cosmology,
     "hep_jet_images": hep,
     "enso_forecasting": enso,

@@ -9,7 +9,13 @@ from trustml.protocol import load_protocol
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLES = ROOT / "paper_examples"
-CASES = ["climate_extreme_weather", "cosmology_parameters", "hep_jet_images", "enso_forecasting"]
+CASES = [
+    "climate_extreme_weather",
+    "cosmology_parameters",
+    "hep_jet_images",
+    "enso_forecasting",
+    "climate_labeling_campaign",
+]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -49,3 +55,11 @@ def test_makefile_runs_every_case():
     assert re.search(r"^examples:", makefile, re.M)
     for case in CASES:
         assert case in makefile
+
+
+def test_the_campaign_case_reports_labels_per_strategy():
+    protocol, _ = load_protocol(EXAMPLES / "climate_labeling_campaign" / "protocol.yaml")
+    assert protocol.acquisition is not None
+    readme = (EXAMPLES / "climate_labeling_campaign" / "README.md").read_text(encoding="utf-8")
+    for strategy in protocol.acquisition.strategy_names(protocol.task):
+        assert re.search(rf"^\| {strategy} \| (\d+|not reached) \|", readme, re.M), strategy
