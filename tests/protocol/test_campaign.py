@@ -258,3 +258,9 @@ def test_the_starter_protocols_commented_campaign_is_valid():
     spec = parse_protocol(raw).acquisition
     assert spec.strategy_names("regression") == ["random", "variance", "epistemic_variance"]
     assert spec.labels[-1] == 50 + 10 * 25
+
+
+def test_trustml_verify_reproduces_a_campaign_run(campaign, capsys):
+    # results.json holds no wall times: a re-run must match it number for number
+    _, _, out = campaign
+    assert main(["verify", str(out), "--quiet"]) == 0, capsys.readouterr().err

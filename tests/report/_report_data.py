@@ -593,7 +593,6 @@ def make_campaign_summary(
         "test_size": 240,
         "labels": list(CAMPAIGN_LABELS),
         "strategies": entries,
-        "time_s": 123.4,
     }
 
 
@@ -619,4 +618,5 @@ def make_campaign_results(**options) -> RunResults:
     summary = {**base.summary, "acquisition": make_campaign_summary(**options)}
     array_options = {k: v for k, v in options.items() if k != "target"}
     arrays = {**base.arrays, **make_campaign_arrays(**array_options)}
-    return RunResults(summary=summary, arrays=arrays, manifest=base.manifest, protocol_text="")
+    manifest = {**base.manifest, "timings_s": {"acquisition": 123.4}}
+    return RunResults(summary=summary, arrays=arrays, manifest=manifest, protocol_text="")

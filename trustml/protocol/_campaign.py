@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -188,7 +187,6 @@ def run_campaign(
     """
     spec = protocol.acquisition
     assert spec is not None
-    started = time.perf_counter()
     strategies = spec.strategy_names(protocol.task)
     jobs = [(s, r) for r in range(spec.repeats) for s in strategies]
     mine = list(range(comm.rank, len(jobs), comm.size))
@@ -233,7 +231,6 @@ def run_campaign(
         pool_size=len(plan.splits["train"]),
         test_size=len(plan.splits["test"]),
     )
-    summary["time_s"] = round(time.perf_counter() - started, 2)
     return Campaign(summary, arrays)
 
 

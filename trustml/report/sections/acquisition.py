@@ -54,7 +54,7 @@ def build(run: ReportInput) -> Content | None:
     ]
     figure = _figure(a, strategies, labels, run.arrays, metric, target, repeats)
     context = {
-        "setup": _setup(a, metric, final, repeats),
+        "setup": _setup(a, metric, final, repeats, _seconds(run)),
         "reading": _reading(a, strategies, metric, target, final) if strategies else None,
         "metric": metric,
         "target": _target_name(a, metric, target),
@@ -194,7 +194,18 @@ def _reading(
     return f"{head}, but random needs only {_n(rand)} ({_times(1 / saving)} fewer)."
 
 
-def _setup(a: Mapping[str, Any], metric: str, final: int | None, repeats: int | None) -> str:
+def _seconds(run: ReportInput) -> float | None:
+    """The campaign's wall time, from the manifest (results.json holds no timings)."""
+    return number(as_dict(as_dict(run.results.manifest).get("timings_s")).get("acquisition"))
+
+
+def _setup(
+    a: Mapping[str, Any],
+    metric: str,
+    final: int | None,
+    repeats: int | None,
+    seconds: float | None,
+) -> str:
     """The campaign in a few sentences, from the numbers the summary holds."""
     pool, initial = _count(a.get("pool_size")), _count(a.get("initial"))
     step, rounds = _count(a.get("step")), _count(a.get("rounds"))
@@ -223,7 +234,6 @@ def _setup(a: Mapping[str, Any], metric: str, final: int | None, repeats: int | 
         + f" on the labels held and its {metric} recorded on the "
         + (f"{test:,} test samples." if test is not None else "test split.")
     )
-    seconds = number(a.get("time_s"))
     if seconds is not None:
         out.append(f" The campaign took {_duration(seconds)}.")
     return "".join(out)
