@@ -264,3 +264,16 @@ def test_trustml_verify_reproduces_a_campaign_run(campaign, capsys):
     # results.json holds no wall times: a re-run must match it number for number
     _, _, out = campaign
     assert main(["verify", str(out), "--quiet"]) == 0, capsys.readouterr().err
+
+
+def test_an_mc_dropout_campaign_scores_its_dropout_samples(tmp_path):
+    p = copy.deepcopy(CAMPAIGN)
+    p["model"]["options"]["dropout"] = 0.2
+    p["uncertainty"] = {"method": "mc_dropout", "samples": 6, "train": {"batch_size": 16}}
+    p["acquisition"].update(strategies=["random", "bald"], repeats=1, rounds=1, epochs=10)
+    out = tmp_path / "run"
+    results = run_protocol(parse_protocol(p), yaml.safe_dump(p), out=out).results
+    assert results.summary["acquisition"]["method"] == "mc_dropout"
+    with h5py.File(out / "arrays.h5", "r") as f:
+        rnd, bald = (f[rk.acquisition_picked(s)][0] for s in ("random", "bald"))
+    assert np.array_equal(rnd[:12], bald[:12]) and not np.array_equal(rnd[12:], bald[12:])
