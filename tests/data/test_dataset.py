@@ -15,10 +15,12 @@ def test_public_names():
         [
             "ArrayDataset",
             "BaseDataset",
+            "CORRUPTIONS",
             "DataError",
             "HDF5Dataset",
             "builtin_names",
             "check_targets_vary",
+            "corrupt",
             "export_builtin",
             "load_builtin",
             "split_indices",
