@@ -150,6 +150,8 @@ def test_regression_defaults_to_epistemic_variance(tmp_path):
     body = np.loadtxt(tmp_path / "out" / "picks.csv", delimiter=",", skiprows=1)
     assert len(set(idx.tolist())) == 5 and np.all(scores >= 0)
     np.testing.assert_allclose(body[:, 3], body[:, 4] + body[:, 5], rtol=1e-9)
+    # the epistemic column is what the strategy ranks: both average the 2 targets
+    np.testing.assert_allclose(body[:, 5], body[:, 1], rtol=1e-12)
     assert _captions((tmp_path / "out" / "picks.html").read_text()) == list(enumerate(idx, 1))
 
 

@@ -374,9 +374,11 @@ def _classification_rows(probs: np.ndarray, score_fn: Callable[[Any], np.ndarray
 def _regression_rows(
     mean: np.ndarray, var: np.ndarray, score_fn: Callable[[Any], np.ndarray]
 ) -> np.ndarray:
+    """Per sample: score, the first output's predicted value, and the uncertainty split
+    (law of total variance) averaged over the ``D`` outputs, as the variance scores average
+    them; ``mean`` and ``var`` are ``(K, N, D, *spatial)``."""
     score = _per_sample(score_fn((mean, var)))
-    first_mean, first_var = mean[:, :, 0], var[:, :, 0]  # (K, N, *spatial)
-    aleatoric = _per_sample(first_var.mean(axis=0))
-    epistemic = _per_sample(first_mean.var(axis=0))
-    prediction = _per_sample(first_mean.mean(axis=0))
+    aleatoric = _per_sample(acq.aleatoric_variance(mean, var))
+    epistemic = _per_sample(acq.epistemic_variance(mean, var))
+    prediction = _per_sample(mean[:, :, 0].mean(axis=0))
     return np.stack([score, prediction, aleatoric + epistemic, aleatoric, epistemic], axis=1)
