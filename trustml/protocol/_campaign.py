@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from trustml.protocol import _methods
 from trustml.protocol._parallel import PREDICT_BATCH
 from trustml.protocol._plan import Plan
 from trustml.protocol._scoring import _quantities
+from trustml.protocol.acquire import strategy_input
 from trustml.protocol.schema import AcquisitionSpec, Protocol
 from trustml.utils.seeding import child
 
@@ -45,7 +45,7 @@ __all__ = ["Campaign", "check_campaign", "labels_to_target", "run_campaign", "su
 
 log = logging.getLogger("trustml")
 
-#: Methods whose fitted model draws member or posterior samples a strategy can score.
+#: Methods that are not trained in epochs (``acquisition.epochs`` does not apply to them).
 _NO_EPOCHS = ("bayes_nuts",)
 
 
@@ -103,16 +103,6 @@ def _quiet() -> Iterator[None]:
         log.setLevel(previous)
 
 
-def _scores_input(pred: Any, task: str) -> Any:
-    """What the strategies score: member probabilities, or member means and variances."""
-    if task == "classification":
-        return np.asarray(pred.member_probs, dtype=np.float64)
-    return (
-        np.asarray(pred.member_means, dtype=np.float64),
-        np.asarray(pred.member_stds, dtype=np.float64) ** 2,
-    )
-
-
 def _one_campaign(
     protocol: Protocol, plan: Plan, strategy: str, repeat: int, show: Any
 ) -> dict[str, np.ndarray]:
@@ -144,7 +134,7 @@ def _one_campaign(
         rest = np.setdiff1d(np.arange(len(pool)), labeled)  # sorted: picks never depend on order
         scored = model.predict(plan.dataset.subset(pool[rest]), batch_size=PREDICT_BATCH, **options)
         picks = acq.select(
-            _scores_input(scored, protocol.task), spec.step, strategy=strategy,
+            strategy_input(scored, protocol.task), spec.step, strategy=strategy,
             seed=child(protocol.seed, f"acquisition/{repeat}/round/{t}/{strategy}"),
         )  # fmt: skip
         labeled.extend(rest[np.asarray(picks)].tolist())
@@ -257,10 +247,6 @@ def labels_to_target(
     return float(x[k - 1] + frac * (x[k] - x[k - 1]))
 
 
-def _clean(v: float) -> float | None:
-    return None if v is None or not math.isfinite(v) else float(v)
-
-
 def summarize_curves(
     spec: AcquisitionSpec,
     task: str,
@@ -306,7 +292,7 @@ def summarize_curves(
             "labels_to_target_per_repeat": [
                 labels_to_target(labels, row, target, higher_is_better=higher) for row in c
             ],
-            "saving_vs_random": _clean(saving) if saving is not None else None,
+            "saving_vs_random": None if saving is None else float(saving),
             "saving_is_lower_bound": bound,
         }
     return {

@@ -39,7 +39,9 @@ from trustml import acquire as acq
 from trustml.data.pool import PoolReader
 from trustml.distributed import Comm, abort_on_error, block_range, get_comm
 from trustml.exceptions import TrustmlInputError
+from trustml.metrics import TASKS
 from trustml.protocol import _methods, _picks_page, _provenance
+from trustml.protocol._names import ACQUISITION_STRATEGIES, acquisition_strategies
 from trustml.protocol._parallel import PREDICT_BATCH
 from trustml.protocol._plan import make_plan
 from trustml.protocol._stages import claimed, run_stage
@@ -55,6 +57,7 @@ __all__ = [
     "POOL_CHUNK",
     "WHOLE_POOL_BYTES",
     "run_acquire",
+    "strategy_input",
 ]
 
 log = logging.getLogger("trustml")
@@ -70,16 +73,19 @@ DEFAULT_STRATEGY = {"classification": "bald", "regression": "epistemic_variance"
 COLUMNS = _picks_page.COLUMNS
 
 
-#: The task each kind of strategy input scores (``None``: either).
-_TASK_OF_INPUT = {"probs": "classification", "gaussian": "regression", "any": None}
-ACQUIRE_STRATEGIES = tuple(
-    name for name in acq.STRATEGIES.in_order() if acq.STRATEGIES.get(name).input != "scores"
-)
+ACQUIRE_STRATEGIES = ACQUISITION_STRATEGIES
 """The strategies of :data:`trustml.acquire.STRATEGIES` that score a model's predictions."""
 
 
-def _task_of(strategy: str) -> str | None:
-    return _TASK_OF_INPUT[acq.STRATEGIES.get(strategy).input]
+def strategy_input(pred: Any, task: str) -> Any:
+    """What the strategies score from a predictive: member probabilities ``(K, N, C, ...)``,
+    or member means and variances ``((K, N, D, ...), (K, N, D, ...))``, in float64."""
+    if task == "classification":
+        return np.asarray(pred.member_probs, dtype=np.float64)
+    return (
+        np.asarray(pred.member_means, dtype=np.float64),
+        np.asarray(pred.member_stds, dtype=np.float64) ** 2,
+    )
 
 
 def _whole_pool(strategy: str) -> bool:
@@ -120,9 +126,9 @@ def check_strategy(strategy: str | None, task: str) -> str:
             f"--strategy {strategy!r}: unknown acquisition strategy; valid: "
             + ", ".join(ACQUIRE_STRATEGIES)
         )
-    scores = _task_of(strategy)
-    if scores is not None and scores != task:
-        fitting = [n for n in ACQUIRE_STRATEGIES if _task_of(n) in (None, task)]
+    fitting = acquisition_strategies(task)
+    if strategy not in fitting:
+        scores = next(t for t in TASKS if strategy in acquisition_strategies(t))
         raise TrustmlInputError(
             f"--strategy {strategy!r}: scores {scores} models but the protocol's task is "
             f"{task}; use one of: {', '.join(fitting)}"
@@ -327,16 +333,14 @@ def _score_shard(
     score = _score_of(strategy, task)
     tables, probs, dense = [], [], False
     for _, x in reader.blocks(start, stop, rows) if stop > start else ():
-        p = model.predict(x, batch_size=PREDICT_BATCH, **options)
+        data = strategy_input(model.predict(x, batch_size=PREDICT_BATCH, **options), task)
         if task == "classification":
-            member_probs = np.asarray(p.member_probs, dtype=np.float64)
-            dense = member_probs.ndim > 3  # (K, N, C, *spatial)
-            tables.append(_classification_rows(member_probs, score))
+            dense = data.ndim > 3  # (K, N, C, *spatial)
+            tables.append(_classification_rows(data, score))
             if whole_pool:
-                probs.append(member_probs)
+                probs.append(data)
         else:
-            mean = np.asarray(p.member_means, dtype=np.float64)
-            var = np.asarray(p.member_stds, dtype=np.float64) ** 2
+            mean, var = data
             dense = mean.ndim > 3  # (K, N, D, *spatial)
             tables.append(_regression_rows(mean, var, score))
     out = {

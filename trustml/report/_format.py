@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 __all__ = [
+    "arrow",
     "as_dict",
     "flat_dict",
     "flatten",
@@ -30,6 +31,14 @@ __all__ = [
 ]
 
 _MISSING = "\u2014"
+
+
+def arrow(higher_is_better: Any) -> str:
+    """A metric's direction: ``"↑"`` when higher is better, ``"↓"`` when lower is, ``""`` when
+    neither is known (``higher_is_better`` is not a bool)."""
+    if higher_is_better is True:
+        return "\u2191"
+    return "\u2193" if higher_is_better is False else ""
 
 
 def format_number(value: Any) -> str:

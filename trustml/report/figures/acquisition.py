@@ -9,6 +9,7 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from trustml.report._format import arrow
 from trustml.report.figures._base import GREY, floats, method_colour, new_figure
 
 __all__ = ["RANDOM", "Curve", "has_learning_curves", "learning_curves", "strategy_colours"]
@@ -135,4 +136,4 @@ def _values(value: Sequence[float | None] | np.ndarray | None) -> np.ndarray:
 def _arrow(higher_is_better: bool | None) -> str:
     if higher_is_better is None:
         return ""
-    return " \u2191 (higher is better)" if higher_is_better else " \u2193 (lower is better)"
+    return f" {arrow(higher_is_better)} ({'higher' if higher_is_better else 'lower'} is better)"

@@ -15,7 +15,7 @@ import numpy as np
 
 from trustml import results_keys as rk
 from trustml.report import figures
-from trustml.report._format import as_dict, format_number, number
+from trustml.report._format import arrow, as_dict, format_number, number
 from trustml.report.figures.acquisition import RANDOM as _RANDOM
 from trustml.report.sections._base import Content, FigureSpec, ReportInput, Section
 
@@ -34,7 +34,9 @@ def build(run: ReportInput) -> Content | None:
     strategies = {str(k): as_dict(v) for k, v in as_dict(a.get("strategies")).items()}
     order = [str(n) for n in a.get("order") or () if str(n) in strategies]
     if order:  # the protocol's order (results.json stores the keys sorted)
-        strategies = {n: strategies[n] for n in [*order, *(n for n in strategies if n not in order)]}
+        strategies = {
+            n: strategies[n] for n in [*order, *(n for n in strategies if n not in order)]
+        }
     labels = _labels(a, run.arrays)
     final = int(round(labels[-1])) if labels else None
     metric = str(a.get("metric") or "metric")
@@ -58,7 +60,7 @@ def build(run: ReportInput) -> Content | None:
         "reading": _reading(a, strategies, metric, target, final) if strategies else None,
         "metric": metric,
         "target": _target_name(a, metric, target),
-        "direction": _arrow(a.get("higher_is_better")),
+        "direction": arrow(a.get("higher_is_better")),
         "show_per_repeat": repeats is None or repeats > 1,
         "rows": rows,
         "has_random": _RANDOM in strategies,
@@ -83,12 +85,6 @@ def _n(labels: float) -> str:
 
 def _times(factor: float) -> str:
     return f"{factor:.2f}{_TIMES}"
-
-
-def _arrow(higher_is_better: Any) -> str:
-    if higher_is_better is True:
-        return "\u2191"
-    return "\u2193" if higher_is_better is False else ""
 
 
 def _labels(a: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> list[float]:

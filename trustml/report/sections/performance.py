@@ -13,12 +13,10 @@ from collections.abc import Mapping
 from typing import Any
 
 from trustml.metrics.specs import METRICS
-from trustml.report._format import as_dict, metric_cell, number
+from trustml.report._format import arrow, as_dict, metric_cell, number
 from trustml.report.sections._base import Content, ReportInput, Section
 
 __all__ = ["SECTION", "build", "direction"]
-
-_ARROWS = {False: "\u2193", True: "\u2191", None: ""}
 
 
 def direction(name: str) -> bool | None:
@@ -63,7 +61,7 @@ def build(run: ReportInput) -> Content | None:
     ]
     directions = [direction(n) for n in names]
     best = [_best(table, j, higher) for j, higher in enumerate(directions)]
-    headers = [(n, _ARROWS[higher]) for n, higher in zip(names, directions, strict=True)]
+    headers = [(n, arrow(higher)) for n, higher in zip(names, directions, strict=True)]
     return Content({"headers": headers, "rows": table, "best": best, "has_reference": bool(refs)})
 
 
