@@ -21,6 +21,13 @@ $(STAMP): pyproject.toml
 	# --no-deps: its metadata asks for torchvision, which would replace the CPU torch; the
 	# module used imports only torch, toma and tqdm.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "batchbald-redux==2.0.5" "toma==1.1.0"
+	# tm.Laplace: laplace-torch and the rest of what it imports, pinned. --no-deps: its metadata
+	# (and backpack's) asks for torchvision, which would replace the CPU torch and which it never
+	# imports; torch, numpy, scipy, tqdm and packaging come from trustml's own requirements.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps "laplace-torch==0.3" \
+	  "asdfghjkl==0.1a4" "backpack-for-pytorch==1.7.1" "curvlinops-for-pytorch==3.0.1" "einops==0.8.2" \
+	  "unfoldNd==0.2.3" "einconv==0.1.0" "linear_operator==0.6.1" "opt_einsum==3.4.0" \
+	  "torchmetrics==1.9.0" "lightning-utilities==0.15.3"
 	touch $(STAMP)
 
 demo: $(STAMP)

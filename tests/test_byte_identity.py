@@ -57,8 +57,10 @@ def shrink(raw: dict[str, Any]) -> dict[str, Any]:
     options = data.setdefault("options", {})
     if data.get("builtin") not in ("enso",):
         options["n"] = 240
-    for shift in (data.get("shifts") or {}).values():
-        shift.setdefault("options", {})["n"] = 60
+    shifts = data.get("shifts") or {}
+    for shift in shifts.values() if isinstance(shifts, dict) else shifts:
+        if "corruption" not in shift:  # a corruption ladder corrupts the (shrunk) test split
+            shift.setdefault("options", {})["n"] = 60
     methods = raw["uncertainty"] if isinstance(raw["uncertainty"], list) else [raw["uncertainty"]]
     for m in methods:
         if "members" in m or m.get("method", "deep_ensemble") == "deep_ensemble":

@@ -23,6 +23,7 @@ _LAZY = {
     "DeepEnsemble": "trustml.uq",
     "BayesianNN": "trustml.uq",
     "MCDropout": "trustml.uq",
+    "Laplace": "trustml.uq",
     "Predictive": "trustml.uq",
     "SplitConformal": "trustml.calibration",
     "TemperatureScaling": "trustml.calibration",

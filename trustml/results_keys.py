@@ -7,9 +7,13 @@ here, and the results JSON Schema documents them from :data:`ARRAYS`. A path is 
   targets (``test/targets``, regression) or labels (``test/labels``, classification);
 - ``methods/<label>/test``: the same for every other compared method;
 - ``shifts/<name>``: the primary method on a distribution-shifted test set, with its targets;
+- ``shifts/<name>/levels/<j>``: level ``j`` (0-based, in the protocol's order) of a shift
+  ladder: its targets or labels, and every compared method's calibrated predictions in
+  ``shifts/<name>/levels/<j>/methods/<label>``;
 - ``attribution``: the explained test inputs and, per attribution method, the maps of every
   member or posterior sample (``attribution/<method>/maps``; ``attribution/maps`` is the
-  first method's);
+  first method's) and, per attributed uncertainty quantity, its maps and values
+  (``attribution/uncertainty/<quantity>/uncertainty_maps``, ``.../uncertainty_values``);
 - ``acquisition``: a simulated labeling campaign: the labels held after each round
   (``acquisition/n_labels``) and, per strategy, the test metric of every repeat and round
   (``acquisition/<strategy>/curve``) and the training-pool samples it labeled, in order
@@ -35,6 +39,10 @@ __all__ = [
     "acquisition_picked",
     "attribution_maps",
     "is_attribution_maps",
+    "uncertainty_maps",
+    "uncertainty_values",
+    "ladder_level",
+    "ladder_method",
     "method_test",
     "path",
     "shift",
@@ -69,6 +77,8 @@ ATTRIBUTION_INPUTS: Final = "attribution/inputs"
 ATTRIBUTION_TARGET_INDEX: Final = "attribution/target_index"
 ATTRIBUTION_MASKS: Final = "attribution/masks"
 _MAPS: Final = "maps"
+_UNCERTAINTY_MAPS: Final = "uncertainty_maps"
+_UNCERTAINTY_VALUES: Final = "uncertainty_values"
 
 # -- arrays of the acquisition group -----------------------------------------------------------
 ACQUISITION_N_LABELS: Final = "acquisition/n_labels"
@@ -95,6 +105,12 @@ ARRAYS: Final[dict[str, tuple[str, str]]] = {
     ATTRIBUTION_TARGET_INDEX: ("(E,) int", "the output (class or target) each map explains"),
     ATTRIBUTION_MASKS: ("(E, 1, *grid)", "ground-truth masks of the explained inputs"),
     _MAPS: ("(K, E, *input_shape)", "attribution maps of every member or posterior sample"),
+    _UNCERTAINTY_MAPS: (
+        "(1, E, *input_shape)",
+        "attribution of an uncertainty quantity (total, aleatoric or epistemic), one function "
+        "of all members or posterior samples",
+    ),
+    _UNCERTAINTY_VALUES: ("(E,)", "the attributed uncertainty quantity at each explained input"),
     ACQUISITION_N_LABELS: ("(T,) int", "labels held when each round's model was trained"),
     _CURVE: ("(R, T)", "a strategy's test metric per repeat and round"),
     _PICKED: (
@@ -121,9 +137,29 @@ def shift(name: str) -> str:
     return f"shifts/{name}"
 
 
+def ladder_level(name: str, j: int) -> str:
+    """The group of level ``j`` of shift ladder ``name`` (its targets or labels)."""
+    return f"shifts/{name}/levels/{j}"
+
+
+def ladder_method(name: str, j: int, label: str) -> str:
+    """The group of method ``label``'s predictions at level ``j`` of shift ladder ``name``."""
+    return f"{ladder_level(name, j)}/methods/{label}"
+
+
 def attribution_maps(method: str | None = None) -> str:
     """``attribution/<method>/maps``; without a method, the first method's ``attribution/maps``."""
     return f"{ATTRIBUTION}/{method}/{_MAPS}" if method else f"{ATTRIBUTION}/{_MAPS}"
+
+
+def uncertainty_maps(quantity: str) -> str:
+    """``attribution/uncertainty/<quantity>/uncertainty_maps``: where ``quantity`` comes from."""
+    return f"{ATTRIBUTION}/uncertainty/{quantity}/{_UNCERTAINTY_MAPS}"
+
+
+def uncertainty_values(quantity: str) -> str:
+    """``attribution/uncertainty/<quantity>/uncertainty_values``: ``quantity`` per example."""
+    return f"{ATTRIBUTION}/uncertainty/{quantity}/{_UNCERTAINTY_VALUES}"
 
 
 def is_attribution_maps(key: str) -> bool:

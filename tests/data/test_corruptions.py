@@ -124,3 +124,80 @@ def test_bad_inputs_are_named():
         corrupt(x, "blur", 1.0)
     with pytest.raises(TrustmlInputError, match="channels"):
         corrupt(_x(SHAPES["1d"]), "noise", 0.1, channels=[2])
+
+
+# -- CorruptedDataset: a ladder level's test set, corrupted on read ---------------------------
+
+
+def _grid_dataset(shape=(30, 2, 12, 12), seed=0):
+    from trustml.data import ArrayDataset
+
+    x = _x(shape, seed).astype(np.float32)
+    y = np.arange(shape[0]) % 3
+    return ArrayDataset(x, y)
+
+
+def test_channel_stats_are_numpys_mean_and_std_over_samples_and_cells():
+    from trustml.data import channel_stats
+
+    ds = _grid_dataset()
+    x, _ = ds.read(np.arange(len(ds)))
+    mean, std = channel_stats(ds, batch_size=7)  # batches that do not divide N
+    axes = (0, 2, 3)
+    np.testing.assert_allclose(mean, x.astype(np.float64).mean(axis=axes), rtol=1e-10)
+    np.testing.assert_allclose(std, x.astype(np.float64).std(axis=axes), rtol=1e-8)
+
+
+@pytest.mark.parametrize("kind,level", [("noise", 0.5), ("mask", 0.3), ("blur", 1.0)])
+def test_each_sample_gets_the_same_draw_whatever_the_batch_or_order(kind, level):
+    from trustml.data import CorruptedDataset
+
+    ds = _grid_dataset()
+    c = CorruptedDataset(ds, kind, level, seed=11)
+    whole, y = c.read(np.arange(len(ds)))
+    again = np.concatenate([c.read(np.arange(s, min(s + 4, len(ds))))[0] for s in range(0, 30, 4)])
+    picked, y_picked = c.read(np.array([17, 2, 17]))
+    assert np.array_equal(whole, again)
+    assert np.array_equal(picked, whole[[17, 2, 17]])
+    assert np.array_equal(y, ds.read(np.arange(len(ds)))[1]) and np.array_equal(y_picked, y[[17, 2, 17]])
+    other, _ = CorruptedDataset(ds, kind, level, seed=12).read(np.arange(len(ds)))
+    assert np.array_equal(other, whole) == (kind == "blur")  # only the random kinds use the seed
+
+
+@pytest.mark.parametrize("kind,level", [("blur", 1.5), ("resolution", 3)])
+def test_deterministic_kinds_equal_corrupting_the_whole_array(kind, level):
+    from trustml.data import CorruptedDataset
+
+    ds = _grid_dataset()
+    x, _ = ds.read(np.arange(len(ds)))
+    got, _ = CorruptedDataset(ds, kind, level, seed=0).read(np.arange(len(ds)))
+    np.testing.assert_allclose(got, corrupt(x, kind, level).astype(np.float32), rtol=1e-6)
+
+
+def test_noise_and_mask_use_the_whole_sets_channel_statistics():
+    from trustml.data import CorruptedDataset, channel_stats
+
+    ds = _grid_dataset(shape=(200, 2, 16, 16))
+    x, _ = ds.read(np.arange(len(ds)))
+    mean, std = channel_stats(ds)
+    noisy, _ = CorruptedDataset(ds, "noise", 0.5, seed=1).read(np.arange(len(ds)))
+    spread = (noisy.astype(np.float64) - x).std(axis=(0, 2, 3))
+    # 51,200 draws per channel: the sample std is within 2 % of 0.5 * the channel's std.
+    np.testing.assert_allclose(spread, 0.5 * std, rtol=0.02)
+    masked, _ = CorruptedDataset(ds, "mask", 0.25, seed=1, channels=[1]).read(np.arange(len(ds)))
+    changed = masked[:, 1] != x[:, 1]
+    assert np.allclose(masked[:, 1][changed], mean[1], rtol=1e-6)
+    assert np.array_equal(masked[:, 0], x[:, 0])  # the other channel is untouched
+    assert changed.reshape(len(ds), -1).sum(axis=1).max() == round(0.25 * 256)
+
+
+def test_a_bad_level_or_a_non_grid_dataset_is_refused_before_any_bulk_read():
+    from trustml.data import ArrayDataset, CorruptedDataset
+
+    with pytest.raises(TrustmlInputError, match=r"mask.*outside \[0, 1\]"):
+        CorruptedDataset(_grid_dataset(), "mask", 1.5, seed=0)
+    with pytest.raises(TrustmlInputError, match="channels"):
+        CorruptedDataset(_grid_dataset(), "noise", 0.1, seed=0, channels=[5])
+    flat = ArrayDataset(np.zeros((4, 3), np.float32), np.zeros(4, np.int64))
+    with pytest.raises(TrustmlInputError, match="channel-first grids"):
+        CorruptedDataset(flat, "noise", 0.1, seed=0)

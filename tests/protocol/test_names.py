@@ -141,6 +141,18 @@ def test_builtin_models_are_the_models_registry():
     assert _enum(build_json_schema(), "model", "builtin") == list(_names.MODEL_BUILTINS)
 
 
+def test_explainable_uncertainty_quantities_are_the_explain_packages():
+    from trustml.explain import UNCERTAINTY_QUANTITIES
+
+    assert _names.UNCERTAINTY_QUANTITIES == tuple(UNCERTAINTY_QUANTITIES)
+
+
+def test_ladder_corruptions_are_the_corruptions_registry():
+    from trustml.data import CORRUPTIONS
+
+    assert sorted(_names.CORRUPTION_NAMES) == sorted(CORRUPTIONS.names())
+
+
 def test_the_shipped_json_schema_carries_the_same_names():
     assert protocol_schema() == json.loads(json.dumps(build_json_schema())), (
         "regenerate: python -m trustml.protocol.schema > trustml/protocol/protocol.schema.json"

@@ -123,6 +123,7 @@ def test_schema_documents_the_arrays_of_results_keys():
     documented = {k: (v["x-shape"], v["description"]) for k, v in arrays["properties"].items()}
     assert documented == rk.ARRAYS
     groups = {rk.PRIMARY_TEST, rk.method_test("<label>", primary=False), rk.shift("<name>")}
+    groups |= {"shifts/<name>/levels/<j>", "shifts/<name>/levels/<j>/methods/<label>"}
     assert set(arrays["x-groups"]) == groups | {rk.ATTRIBUTION, rk.ACQUISITION}
     # Documentation only: nothing refers to it, so it validates nothing in results.json.
     assert "#/$defs/arrays" not in json.dumps(results_schema())

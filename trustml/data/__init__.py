@@ -26,17 +26,19 @@ from trustml.data._base import BaseDataset
 from trustml.data._builtin import builtin_names, export_builtin, load_builtin
 from trustml.data._hdf5 import HDF5Dataset
 from trustml.data._splits import split_indices, temporal_split_indices
-from trustml.data.corruptions import CORRUPTIONS, corrupt
+from trustml.data.corruptions import CORRUPTIONS, CorruptedDataset, channel_stats, corrupt
 from trustml.exceptions import DataError
 
 __all__ = [
     "CORRUPTIONS",
+    "CorruptedDataset",
     "ArrayDataset",
     "BaseDataset",
     "DataError",
     "HDF5Dataset",
     "builtin_names",
     "check_targets_vary",
+    "channel_stats",
     "corrupt",
     "export_builtin",
     "load_builtin",

@@ -37,11 +37,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from trustml.data._base import BaseDataset
 from trustml.exceptions import TrustmlInputError
 from trustml.registry import Registry
 from trustml.utils.seeding import SeedLike, as_seed_sequence
 
-__all__ = ["CORRUPTIONS", "Corruption", "corrupt"]
+__all__ = ["CORRUPTIONS", "CorruptedDataset", "Corruption", "channel_stats", "corrupt"]
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,7 @@ def corrupt(
     *,
     seed: SeedLike = None,
     channels: Sequence[int] | None = None,
+    reference: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> np.ndarray:
     """A corrupted float64 copy of ``x`` (see the module docstring for each ``kind``).
 
@@ -161,6 +163,10 @@ def corrupt(
         Seeds ``noise`` and ``mask``.
     channels : sequence of int, optional
         Corrupt only these channels (default: all).
+    reference : (mean, std) arrays of shape (C,), optional
+        Per-channel statistics to scale ``noise`` and fill ``mask`` with, instead of those of
+        ``x`` itself: a whole split's, so that corrupting it sample by sample (as
+        :class:`CorruptedDataset` does) gives every sample the same noise scale.
 
     Returns
     -------
@@ -196,10 +202,135 @@ def corrupt(
         return a
     sub = a[:, picked]
     axes = (0, *range(2, a.ndim))
-    stats = {
-        "mean": sub.mean(axis=axes, keepdims=True),
-        "std": sub.std(axis=axes, keepdims=True),
-    }
+    if reference is None:
+        stats = {
+            "mean": sub.mean(axis=axes, keepdims=True),
+            "std": sub.std(axis=axes, keepdims=True),
+        }
+    else:
+        shape = (1, len(picked)) + (1,) * (a.ndim - 2)
+        ref = [np.asarray(r, dtype=np.float64) for r in reference]
+        if any(r.shape != (a.shape[1],) for r in ref):
+            raise TrustmlInputError(
+                f"corruption {kind!r}: reference statistics must have shape ({a.shape[1]},) "
+                f"(one per channel), got {[r.shape for r in ref]}"
+            )
+        stats = {"mean": ref[0][picked].reshape(shape), "std": ref[1][picked].reshape(shape)}
     rng = np.random.default_rng(as_seed_sequence(seed))
     a[:, picked] = spec.apply(sub, value, rng, **stats)
     return a
+
+
+def channel_stats(dataset: BaseDataset, batch_size: int = 256) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel mean and standard deviation of a grid dataset's inputs, in one pass.
+
+    Returns
+    -------
+    mean, std : ndarray of float64, shape (C,)
+        Over every sample and grid cell (float64 sums; memory bounded by ``batch_size``).
+    """
+    c = dataset.input_shape[0]
+    total = np.zeros(c)
+    squares = np.zeros(c)
+    count = 0
+    for x, _, _ in dataset.iter_batches(batch_size=batch_size):
+        a = x.astype(np.float64).swapaxes(0, 1).reshape(c, -1)
+        total += a.sum(axis=1)
+        squares += np.square(a).sum(axis=1)
+        count += a.shape[1]
+    mean = total / max(count, 1)
+    var = np.maximum(squares / max(count, 1) - np.square(mean), 0.0)
+    return mean, np.sqrt(var)
+
+
+class CorruptedDataset(BaseDataset):
+    """``parent`` with every input corrupted by :func:`corrupt` at one level, on read.
+
+    Sample ``i`` is always corrupted with the same draw (its own child ``i`` of ``seed``),
+    however the samples are batched or sharded over ranks, and with the same per-channel
+    statistics (``reference``, by default the parent's own, from :func:`channel_stats`).
+    Targets, groups and masks are the parent's. Nothing is held in memory beyond a batch.
+
+    Parameters
+    ----------
+    parent : BaseDataset
+        Channel-first grids ``(C, *spatial)`` with 1 to 3 spatial axes.
+    kind, level, channels
+        As in :func:`corrupt`.
+    seed : int or SeedSequence
+        The ladder level's seed.
+    reference : (mean, std) arrays of shape (C,), optional
+
+    Examples
+    --------
+    >>> noisy = CorruptedDataset(test_set, "noise", 0.5, seed=0)
+    >>> x, y = noisy.read(np.arange(8))   # x: (8, *test_set.input_shape), float32
+    """
+
+    def __init__(
+        self,
+        parent: BaseDataset,
+        kind: str,
+        level: float,
+        *,
+        seed: SeedLike,
+        channels: Sequence[int] | None = None,
+        reference: tuple[np.ndarray, np.ndarray] | None = None,
+    ) -> None:
+        if len(parent.input_shape) not in (2, 3, 4):
+            raise TrustmlInputError(
+                f"corruption {kind!r}: expects channel-first grids (C, *spatial) with 1 to 3 "
+                f"spatial axes, got inputs of shape {list(parent.input_shape)}"
+            )
+        # Check kind, level and channels once, on one sample, before anything is read in bulk.
+        x0, _ = parent.read(np.arange(min(1, parent.n_samples)))
+        ref = channel_stats(parent) if reference is None else reference
+        corrupt(x0, kind, level, seed=0, channels=channels, reference=ref)
+        self._parent = parent
+        self._kind, self._level = kind, float(level)
+        self._channels = None if channels is None else [int(c) for c in channels]
+        self._reference = ref
+        self._seed = as_seed_sequence(seed)
+        self._init_meta(
+            n_samples=parent.n_samples,
+            input_shape=parent.input_shape,
+            input_dtype=np.dtype(np.float64),
+            target_shape=parent._raw_target_shape,
+            target_dtype=parent._target_dtype,
+            groups=parent.groups,
+            source=f"{parent.source}+{kind}({self._level:g})",
+            layout=parent.layout,
+            names=parent._names,
+            prefix=parent._prefix,
+            input_name=parent._input_name,
+            target_name=parent._target_name,
+        )
+        self.mask_shape = parent.mask_shape
+
+    def _sample_seed(self, i: int) -> np.random.SeedSequence:
+        return np.random.SeedSequence(self._seed.entropy, spawn_key=(*self._seed.spawn_key, i))
+
+    def _raw_rows(
+        self, idx: np.ndarray, *, inputs: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        x, y = self._parent._raw(idx, inputs=inputs)
+        if x is None:
+            return None, y
+        out = np.empty(x.shape, dtype=np.float64)
+        for k, i in enumerate(idx.tolist()):
+            out[k] = corrupt(
+                x[k : k + 1], self._kind, self._level, seed=self._sample_seed(i),
+                channels=self._channels, reference=self._reference,
+            )[0]  # fmt: skip
+        return out, y
+
+    def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
+        return self._parent._raw_masks(idx)
+
+    @property
+    def n_classes(self) -> int | None:
+        return self._parent.n_classes
+
+    @property
+    def target_names(self) -> list[str]:
+        return self._parent.target_names

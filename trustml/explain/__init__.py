@@ -5,6 +5,8 @@ faithfulness checks and figures.
 >>> attr = tm.explain.attribute(ensemble, x, method="integrated_gradients", target=0)  # doctest: +SKIP
 >>> attr.mean.shape, attr.std.shape, attr.rank_stability.shape                          # doctest: +SKIP
 >>> tm.explain.randomization_test(ensemble, x, method="saliency").passed               # doctest: +SKIP
+>>> u = tm.explain.attribute_uncertainty(ensemble, x, quantity="epistemic")             # doctest: +SKIP
+>>> tm.explain.uncertainty_deletion_curve(ensemble, x, u).value  # area ratio, < 1 faithful  # doctest: +SKIP
 
 Names load lazily: ``trustml.explain.figures`` needs only numpy and matplotlib.
 """
@@ -29,6 +31,11 @@ _LAZY = {
     "insertion_curve": "trustml.explain.faithfulness",
     "infidelity": "trustml.explain.faithfulness",
     "sensitivity": "trustml.explain.faithfulness",
+    "UncertaintyAttribution": "trustml.explain.uncertainty",
+    "UNCERTAINTY_QUANTITIES": "trustml.explain._uncertainty_names",
+    "attribute_uncertainty": "trustml.explain.uncertainty",
+    "uncertainty_quantities": "trustml.explain.uncertainty",
+    "uncertainty_deletion_curve": "trustml.explain.uncertainty",
     "plot_attribution": "trustml.explain.figures",
     "plot_maps_2d": "trustml.explain.figures",
     "plot_volume": "trustml.explain.figures",
@@ -41,6 +48,7 @@ __all__ = sorted(_LAZY)
 
 if TYPE_CHECKING:  # pragma: no cover - re-exports for type checkers of the lazy names
     from trustml.explain._result import Attribution, CheckResult  # noqa: F401
+    from trustml.explain._uncertainty_names import UNCERTAINTY_QUANTITIES  # noqa: F401
     from trustml.explain.attribution import attribute  # noqa: F401
     from trustml.explain.checks import completeness_check, localization  # noqa: F401
     from trustml.explain.faithfulness import (  # noqa: F401
@@ -64,6 +72,12 @@ if TYPE_CHECKING:  # pragma: no cover - re-exports for type checkers of the lazy
         occlusion_window,
     )
     from trustml.explain.randomization import randomization_test  # noqa: F401
+    from trustml.explain.uncertainty import (  # noqa: F401
+        UncertaintyAttribution,
+        attribute_uncertainty,
+        uncertainty_deletion_curve,
+        uncertainty_quantities,
+    )
 
 
 def __getattr__(name: str) -> Any:

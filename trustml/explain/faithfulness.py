@@ -15,10 +15,11 @@ import torch
 from captum.metrics import infidelity as captum_infidelity
 from captum.metrics import sensitivity_max
 
+from trustml.explain._curves import order_curves
 from trustml.explain._members import Members, Target, as_input_tensor, per_example_baselines
 from trustml.explain._result import Attribution, CheckResult, compare
 from trustml.explain.attribution import _seeded, attribute
-from trustml.utils.seeding import SeedLike, as_seed_sequence
+from trustml.utils.seeding import SeedLike
 
 __all__ = ["deletion_curve", "infidelity", "insertion_curve", "sensitivity"]
 
@@ -185,26 +186,14 @@ def _curve(
     maps = _maps(attribution, x)
     fwd = _MeanModel(members, Target.parse(target, len(x), x.device), internal_batch_size)
     base = per_example_baselines(baselines, x)
-    n, p = len(x), int(np.prod(x.shape[1:]))
-    fraction = np.linspace(0.0, 1.0, steps + 1)
-    counts = np.round(fraction * p).astype(int)
-    rng = np.random.default_rng(as_seed_sequence(seed))
     with fwd, torch.no_grad():
         fwd.prepare(x[:1])
-        f_x = fwd.scalar(x, fwd.target.index)
-        f_b = fwd.scalar(base, fwd.target.index)
-        sign = np.where(f_x >= f_b, 1.0, -1.0)
-        scale = float(np.abs(f_x - f_b).mean())
-        ranked = np.argsort(-(sign[:, None] * maps.reshape(n, p)), axis=1, kind="stable")
-        attr_curve = _trace(mode, fwd, x, base, ranked, counts, f_b, sign).mean(axis=0)
-        random_curves = []
-        for _ in range(n_random):
-            order = rng.permuted(np.tile(np.arange(p), (n, 1)), axis=1)
-            random_curves.append(_trace(mode, fwd, x, base, order, counts, f_b, sign).mean(axis=0))
-    # Normalised by the mean output change between input and baseline (NaN when it is 0).
-    norm = scale if scale > 0 else np.nan
-    attr_mean, rand = attr_curve / norm, np.stack(random_curves) / norm
-    auc_attr, auc_rand = _area(attr_mean, fraction), _area(rand.mean(axis=0), fraction)
+        curves = order_curves(
+            mode, fwd.scalar, fwd.rows, x, base, maps, steps=steps, n_random=n_random,
+            seed=seed, index=fwd.target.index,
+        )  # fmt: skip
+    n, scale = len(x), curves.scale
+    auc_attr, auc_rand = curves.auc_attribution, curves.auc_random
     value = auc_rand - auc_attr if mode == "deletion" else auc_attr - auc_rand
     verb = "removing" if mode == "deletion" else "inserting"
     return CheckResult(
@@ -218,54 +207,8 @@ def _curve(
             + ("; the output does not change between input and baseline" if scale == 0 else "")
         ),
         comparison=">=",
-        extra={
-            "fraction": fraction.tolist(),
-            "attribution": attr_mean.tolist(),
-            "random": rand.mean(axis=0).tolist(),
-            "random_std": rand.std(axis=0).tolist(),
-            "auc_attribution": auc_attr,
-            "auc_random": auc_rand,
-        },
+        extra=curves.extra(),
     )
-
-
-def _area(y: np.ndarray, x: np.ndarray) -> float:
-    """Trapezoidal area under ``y(x)`` (``np.trapezoid`` needs numpy 2)."""
-    return float(np.sum((y[1:] + y[:-1]) * np.diff(x)) / 2.0)
-
-
-def _trace(
-    mode: str,
-    fwd: _MeanModel,
-    x: torch.Tensor,
-    base: torch.Tensor,
-    order: np.ndarray,
-    counts: np.ndarray,
-    f_b: np.ndarray,
-    sign: np.ndarray,
-) -> np.ndarray:
-    """``s_n (F(x_t) - F(b_n))`` for every example and step, ``(N, steps + 1)``."""
-    n, p = order.shape
-    n_steps = len(counts)
-    rank = np.empty_like(order)
-    np.put_along_axis(rank, order, np.arange(p)[None].repeat(n, 0), axis=1)
-    rank_t = torch.as_tensor(rank, device=x.device).reshape(x.shape)
-    counts_t = torch.as_tensor(counts, device=x.device)
-    out = np.empty((n, n_steps))
-    chunk = max(1, fwd.rows // n_steps)
-    for s in range(0, n, chunk):
-        e = min(n, s + chunk)
-        # chosen[i, j] = feature of example i among the first counts[j] of its order
-        shape = (e - s, n_steps, *x.shape[1:])
-        chosen = rank_t[s:e, None] < counts_t.reshape(1, -1, *[1] * (x.dim() - 1))
-        xs, bs = x[s:e, None].expand(shape), base[s:e, None].expand(shape)
-        pert = torch.where(chosen, bs, xs) if mode == "deletion" else torch.where(chosen, xs, bs)
-        idx = fwd.target.index
-        if isinstance(idx, torch.Tensor):
-            idx = idx[s:e].repeat_interleave(n_steps)
-        vals = fwd.scalar(pert.reshape(-1, *x.shape[1:]), idx).reshape(e - s, n_steps)
-        out[s:e] = sign[s:e, None] * (vals - f_b[s:e, None])
-    return out
 
 
 def infidelity(

@@ -1,5 +1,7 @@
 """The attribution stage of a run: every protocol attribution method over the primary
-uncertainty method's members (sharded over ranks), then the checks (rank 0).
+uncertainty method's members (sharded over ranks), then the checks (rank 0); with
+``attribution.explain`` listing uncertainty quantities, also their attribution (with the first
+method that can explain a function of all members) and its uncertainty-deletion check.
 
 :data:`CHECKS` is the dispatch table of the checks, keyed by the schema's names
 (:data:`trustml.protocol._names.ATTRIBUTION_CHECKS`). Arrays are named only through
@@ -18,6 +20,8 @@ from trustml import results_keys as rk
 from trustml.data import BaseDataset
 from trustml.distributed import Comm
 from trustml.explain import (
+    UncertaintyAttribution,
+    attribute_uncertainty,
     completeness_check,
     deletion_curve,
     infidelity,
@@ -25,6 +29,7 @@ from trustml.explain import (
     localization,
     randomization_test,
     sensitivity,
+    uncertainty_deletion_curve,
 )
 from trustml.protocol._parallel import attribute_sharded
 from trustml.protocol.schema import Protocol
@@ -76,6 +81,7 @@ def attribute_and_check(
         results[method] = attribute_sharded(
             model, ds, idx, target, method=method, comm=comm, **_options(method, spec.n_steps)
         )
+    uncertain = _attribute_uncertainty(protocol, ds, idx, model, comm)
     if comm.rank != 0:
         return None
     x = ds.read(idx)[0]
@@ -115,7 +121,76 @@ def attribute_and_check(
         "checks": per_method[first]["checks"],
         "methods": per_method,
     }
+    if uncertain:
+        names = target_names[spec.target] if protocol.task == "regression" else None
+        summary["uncertainty"] = _uncertainty_summary(uncertain, model, x, names, arrays, seed)
     return Attributed(summary, arrays)
+
+
+#: What each uncertainty quantity is, per task (the ``target`` text of the summary).
+_QUANTITY_TEXT = {
+    "regression": {
+        "total": "predictive variance of {name} (aleatoric + epistemic)",
+        "aleatoric": "aleatoric variance of {name} (mean of the members' noise variances)",
+        "epistemic": "epistemic variance of {name} (variance of the members' means)",
+    },
+    "classification": {
+        "total": "predictive entropy (nats)",
+        "aleatoric": "expected entropy of the members (nats)",
+        "epistemic": "mutual information between prediction and member (nats)",
+    },
+}
+
+
+def _attribute_uncertainty(
+    protocol: Protocol, ds: BaseDataset, idx: np.ndarray, model: Any, comm: Comm
+) -> dict[str, UncertaintyAttribution]:
+    """Every uncertainty quantity of ``attribution.explain``, attributed on all ranks; the
+    results on rank 0 (empty elsewhere, and without uncertainty items)."""
+    spec = protocol.attribution
+    assert spec is not None
+    method = spec.uncertainty_method
+    target = spec.target if protocol.task == "regression" else None
+    out: dict[str, UncertaintyAttribution] = {}
+    for quantity in spec.uncertainty:
+        assert method is not None  # the schema refuses uncertainty items without a method
+        attr = attribute_sharded(
+            model, ds, idx, target, method=method, comm=comm, explainer=attribute_uncertainty,
+            quantity=quantity, seed=child(protocol.seed, f"attribution/uncertainty/{quantity}"),
+            **_options(method, spec.n_steps),
+        )  # fmt: skip
+        if attr is not None:
+            assert isinstance(attr, UncertaintyAttribution)
+            out[quantity] = attr
+    return out
+
+
+def _uncertainty_summary(
+    attrs: dict[str, UncertaintyAttribution],
+    model: Any,
+    x: np.ndarray,
+    target_name: str | None,
+    arrays: dict[str, np.ndarray],
+    seed: Any,
+) -> dict[str, Any]:
+    """Per quantity: what it is, its mean value and its deletion check; the maps and values
+    go into ``arrays``."""
+    out: dict[str, Any] = {}
+    for quantity, attr in attrs.items():
+        arrays[rk.uncertainty_maps(quantity)] = attr.members.astype(np.float32)
+        arrays[rk.uncertainty_values(quantity)] = attr.values.astype(np.float64)
+        check = uncertainty_deletion_curve(
+            model, x, attr, seed=child(seed, f"uncertainty/{quantity}/deletion")
+        )
+        out[quantity] = {
+            "method": attr.method,
+            "n_examples": int(attr.members.shape[1]),
+            "members": attr.n_samples,
+            "target": _QUANTITY_TEXT[attr.task][quantity].format(name=target_name),
+            "mean_value": float(np.mean(attr.values)),
+            "checks": {"deletion": check.as_dict()},
+        }
+    return out
 
 
 @dataclass(frozen=True)

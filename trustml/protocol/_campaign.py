@@ -34,9 +34,9 @@ from trustml import results_keys as rk
 from trustml.distributed import Comm, MemberCheckpoints, SerialComm, run_key
 from trustml.exceptions import ProtocolError
 from trustml.protocol import _methods
+from trustml.protocol._metric_scores import quantities
 from trustml.protocol._parallel import PREDICT_BATCH
 from trustml.protocol._plan import Plan
-from trustml.protocol._scoring import _quantities
 from trustml.protocol.acquire import strategy_input
 from trustml.protocol.schema import AcquisitionSpec, Protocol
 from trustml.utils.seeding import child
@@ -127,7 +127,7 @@ def _one_campaign(
             seed=child(protocol.seed, f"acquisition/{repeat}/round/{t}"),
         )  # fmt: skip
         pred = model.predict(test, batch_size=PREDICT_BATCH, **options)
-        curve.append(float(metric.compute(protocol.task, y_test, **_quantities(pred, level))))
+        curve.append(float(metric.compute(protocol.task, y_test, **quantities(pred, level))))
         show.update(1)
         if t == spec.rounds:
             break

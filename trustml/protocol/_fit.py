@@ -1,5 +1,6 @@
 """The training stage: fit every uncertainty method on the training split and predict the
-calibration and test splits and, with the primary method, the shifted test sets.
+calibration and test splits, the levels of every shift ladder and, with the primary method,
+the single shifted test sets.
 
 Members, predictions and their shards are spread over the ranks; the predictions are
 gathered on rank 0 (``None`` elsewhere).
@@ -8,7 +9,7 @@ gathered on rank 0 (``None`` elsewhere).
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +19,7 @@ from trustml.distributed import Comm
 from trustml.protocol import _methods
 from trustml.protocol._parallel import predict_sharded
 from trustml.protocol._plan import Plan
+from trustml.protocol._shifts import predict_ladders
 from trustml.protocol._stages import run_stage
 from trustml.protocol.schema import Protocol
 from trustml.uq import Predictive
@@ -45,6 +47,9 @@ class Trained:
         Method label -> its :class:`Predictions`.
     shifts : dict
         Shifted test set name -> the primary method's raw predictive (``None`` off rank 0).
+    ladders : dict
+        Shift ladder name -> per level, method label -> its raw predictive (``None`` off
+        rank 0).
     timings : dict
         ``"<label>.fit"`` and ``"<label>.predict"`` -> seconds.
     """
@@ -53,6 +58,7 @@ class Trained:
     predictions: dict[str, Predictions]
     shifts: dict[str, Predictive | None]
     timings: dict[str, float]
+    ladders: dict[str, list[dict[str, Predictive | None]]] = field(default_factory=dict)
 
 
 def fit_and_predict(
@@ -103,4 +109,10 @@ def fit_and_predict(
             )  # fmt: skip
             for name, sds in plan.shifts.items()
         }
-    return Trained(models, predictions, shifts, timings)
+    ladders = {}
+    if plan.ladders:
+        t0 = time.perf_counter()
+        with run_stage("predicting the shift ladders"):
+            ladders = predict_ladders(protocol, plan.ladders, models, comm)
+        timings["ladders.predict"] = round(time.perf_counter() - t0, 2)
+    return Trained(models, predictions, shifts, timings, ladders)

@@ -3,9 +3,9 @@
 :data:`METHODS` is the dispatch table, keyed by the schema's names
 (:data:`trustml.protocol._names.UNCERTAINTY_METHODS`). A deep ensemble spreads its members
 over the ranks (vectorized on each, checkpointed one by one). The single-network methods
-(Bayes by SVI, NUTS, MC dropout) are fitted from the same seed on every rank, so every rank
-holds the identical model and predictions and attributions can still be sharded; their cost
-does not shrink with the rank count.
+(Bayes by SVI, NUTS, MC dropout, Laplace) are fitted from the same seed on every rank, so
+every rank holds the identical model and predictions and attributions can still be sharded;
+their cost does not shrink with the rank count.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from trustml.data import BaseDataset
 from trustml.distributed import Comm, MemberCheckpoints, run_key
 from trustml.exceptions import ProtocolError
 from trustml.models import dropout_rates
+from trustml.protocol._network import model_factory
 from trustml.protocol._parallel import train_ensemble
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.seeding import child
@@ -114,7 +115,8 @@ def fit_method(
 ) -> Any:
     """Fit uncertainty method ``i`` of the protocol on the training split.
 
-    Returns the fitted ``DeepEnsemble``, ``BayesianNN`` or ``MCDropout`` (on every rank).
+    Returns the fitted ``DeepEnsemble``, ``BayesianNN``, ``MCDropout`` or ``Laplace`` (on
+    every rank).
     Method ``i`` > 0 draws from its own child seed, so adding a comparison never changes the
     primary method's numbers; ``seed`` overrides both (a labeling campaign's rounds).
     """
@@ -161,6 +163,20 @@ def _check_svi(protocol: Protocol, i: int, probe: nn.Module) -> None:
                 + ", ".join(n for n in names if "." not in n or n.count(".") == 1)[:300],
                 key=f"{where(protocol, i)}.bayesian_layers[{j}]",
             )
+
+
+def _check_laplace(protocol: Protocol, i: int, probe: nn.Module) -> None:
+    # The exact check (the output must come straight from an nn.Linear) needs a forward
+    # pass and runs at the start of the fit, before any training; this one needs none.
+    spec = protocol.methods[i]
+    if spec.subset_of_weights == "last_layer" and not any(
+        isinstance(m, nn.Linear) for m in probe.modules()
+    ):
+        raise ProtocolError(
+            "last-layer Laplace needs a model whose output comes from an nn.Linear layer, "
+            "and this model has none; use subset_of_weights: all",
+            key=f"{where(protocol, i)}.subset_of_weights",
+        )
 
 
 # -- fitting -----------------------------------------------------------------------------------
@@ -258,12 +274,50 @@ def _fit_nuts(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
     )  # fmt: skip
 
 
+def _laplace_network(protocol: Protocol, i: int, job: FitJob) -> nn.Module:
+    """The network Laplace fits: the protocol's model, with ``D`` outputs for regression
+    (laplace-torch's Gaussian likelihood has one noise level, so no per-sample scales)."""
+    if protocol.task == "classification":
+        return _network(protocol, i, job)
+    n_targets = int(np.prod(job.train.target_shape)) if job.train.target_shape else 1
+    if job.comm.rank == 0:
+        spec = protocol.methods[i]
+        log.info("%s: fitting %s on %d samples", spec.name, spec.method, len(job.train))
+    return model_factory(protocol, job.train, n_targets)()
+
+
+def _fit_laplace(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
+    from trustml.uq import Laplace, LaplaceInputError
+
+    spec, t = protocol.methods[i], protocol.methods[i].train
+    model = Laplace(
+        _laplace_network(protocol, i, job),
+        subset_of_weights=spec.subset_of_weights,
+        hessian=spec.hessian,
+        prior_precision=spec.prior_precision,
+        pred=spec.pred,
+        samples=spec.draws,
+        task=protocol.task,
+        seed=seed,
+        device=job.device,
+    )
+    try:
+        return model.fit(
+            job.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr,
+            weight_decay=t.weight_decay, progress=job.progress,
+        )  # fmt: skip
+    except LaplaceInputError as exc:
+        key = "model" if exc.parameter == "module" else f"{where(protocol, i)}.{exc.parameter}"
+        raise ProtocolError(str(exc), key=key) from None
+
+
 #: The runner's uncertainty methods, keyed by the schema's names (``uncertainty.method``).
 METHODS: dict[str, Method] = {
     "deep_ensemble": Method(_fit_ensemble),
     "bayes_svi": Method(_fit_svi, _check_svi, predict_samples=True),
     "bayes_nuts": Method(_fit_nuts, _check_nuts, predict_samples=True),
     "mc_dropout": Method(_fit_dropout, _check_dropout),
+    "laplace": Method(_fit_laplace, _check_laplace, predict_samples=True),
 }
 
 

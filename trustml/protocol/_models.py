@@ -6,12 +6,12 @@ Names (metrics, methods, checks) come from :mod:`trustml.protocol._names`; field
 
 from __future__ import annotations
 
-import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from trustml.protocol._acquisition import AcquisitionSpec
+from trustml.protocol._data_spec import DataSpec, HDF5Source, ShiftSpec, Split, check_criterion
 from trustml.protocol._fields import (
     LABEL,
     AtLeastTwo,
@@ -33,6 +33,7 @@ from trustml.protocol._names import (
     MODEL_BUILTINS,
     NO_CALIBRATION,
     UNCERTAINTY_METHODS,
+    UNCERTAINTY_QUANTITIES,
     task_metrics,
 )
 
@@ -53,68 +54,6 @@ __all__ = [
     "UNCERTAINTY_KEYS",
     "UncertaintySpec",
 ]
-
-
-class HDF5Source(StrictModel):
-    """``data.hdf5``: where the arrays are inside an HDF5 file."""
-
-    path: str
-    inputs: str = "/x"
-    targets: str = "/y"
-    groups: str | None = None
-
-
-class Split(StrictModel):
-    """Fractions of the samples for each split; they must sum to 1."""
-
-    train: Fraction = 0.7
-    calibration: Fraction = 0.15
-    test: Fraction = 0.15
-    order: Literal["random", "temporal"] = "random"
-    gap: NonNegativeInt = 0
-
-    @model_validator(mode="after")
-    def _sums_to_one(self) -> Split:
-        total = self.train + self.calibration + self.test
-        if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ValueError(f"train + calibration + test must sum to 1, got {total:.6g}")
-        return self
-
-
-class ShiftSpec(StrictModel):
-    """``data.shifts.NAME``: a distribution-shifted test set, scored with the trained model.
-
-    ``builtin`` defaults to the main dataset's, and ``options`` are merged over its options
-    (e.g. ``{options: {shift: 1.0}}``); or give an ``hdf5`` source.
-    """
-
-    builtin: str | None = None
-    hdf5: HDF5Source | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _at_most_one_source(self) -> ShiftSpec:
-        if self.builtin is not None and self.hdf5 is not None:
-            raise ValueError("give at most one of 'builtin' or 'hdf5'")
-        if self.hdf5 is not None and self.options:
-            raise ValueError("'options' apply to builtin datasets only")
-        return self
-
-
-class DataSpec(StrictModel):
-    builtin: str | None = None
-    hdf5: HDF5Source | None = None
-    options: dict[str, Any] = Field(default_factory=dict)
-    split: Split = Field(default_factory=Split)
-    shifts: dict[Annotated[str, Field(pattern=LABEL)], ShiftSpec] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _one_source(self) -> DataSpec:
-        if (self.builtin is None) == (self.hdf5 is None):
-            raise ValueError("give exactly one of 'builtin' or 'hdf5'")
-        if self.hdf5 is not None and self.options:
-            raise ValueError("'options' apply to builtin datasets only")
-        return self
 
 
 class ModelSpec(StrictModel):
@@ -142,17 +81,21 @@ class TrainSpec(StrictModel):
 #: apply to all). Setting a key that does not apply is an error, never silently ignored.
 UNCERTAINTY_KEYS: dict[str, tuple[str, ...]] = {
     "members": ("deep_ensemble",),
-    "samples": ("bayes_svi", "bayes_nuts", "mc_dropout"),
-    "train": ("deep_ensemble", "bayes_svi", "mc_dropout"),
+    "samples": ("bayes_svi", "bayes_nuts", "mc_dropout", "laplace"),
+    "train": ("deep_ensemble", "bayes_svi", "mc_dropout", "laplace"),
     "prior_scale": ("bayes_svi", "bayes_nuts"),
     "guide": ("bayes_svi",),
     "bayesian_layers": ("bayes_svi",),
     "num_samples": ("bayes_nuts",),
     "warmup": ("bayes_nuts",),
     "chains": ("bayes_nuts",),
+    "subset_of_weights": ("laplace",),
+    "hessian": ("laplace",),
+    "prior_precision": ("laplace",),
+    "pred": ("laplace",),
 }
 #: Posterior-predictive draws when ``samples`` is not given (NUTS: every kept draw).
-DEFAULT_SAMPLES = {"bayes_svi": 100, "mc_dropout": 50, "bayes_nuts": None}
+DEFAULT_SAMPLES = {"bayes_svi": 100, "mc_dropout": 50, "bayes_nuts": None, "laplace": 50}
 
 
 class UncertaintySpec(StrictModel):
@@ -162,9 +105,9 @@ class UncertaintySpec(StrictModel):
     label: Annotated[str, Field(min_length=1, max_length=40, pattern=LABEL)] | None = None
     # deep_ensemble
     members: AtLeastTwo = 5
-    # bayes_svi, bayes_nuts, mc_dropout: posterior-predictive draws
+    # bayes_svi, bayes_nuts, mc_dropout, laplace: posterior-predictive draws
     samples: AtLeastTwo | None = None
-    # deep_ensemble, bayes_svi, mc_dropout
+    # deep_ensemble, bayes_svi, mc_dropout, laplace (its MAP network)
     train: TrainSpec = Field(default_factory=TrainSpec)
     # bayes_svi, bayes_nuts
     prior_scale: PositiveFloat = 1.0
@@ -174,6 +117,11 @@ class UncertaintySpec(StrictModel):
     num_samples: PositiveInt = 200
     warmup: PositiveInt = 200
     chains: PositiveInt = 2
+    # laplace (laplace-torch): weights covered, Hessian structure, prior precision, predictive
+    subset_of_weights: Literal["last_layer", "all"] = "last_layer"
+    hessian: Literal["kron", "diag", "full"] = "kron"
+    prior_precision: Literal["marglik", "gridsearch"] | PositiveFloat = "marglik"
+    pred: Literal["glm", "nn"] = "glm"
 
     @property
     def name(self) -> str:
@@ -202,6 +150,10 @@ class CalibrationSpec(StrictModel):
     alpha: Fraction = 0.1
 
 
+#: What ``attribution.explain`` may list: the prediction, and the uncertainty quantities.
+EXPLAIN_ITEMS = ("prediction", *UNCERTAINTY_QUANTITIES)
+
+
 class AttributionSpec(StrictModel):
     methods: list[Literal[ATTRIBUTION_METHODS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["integrated_gradients"], min_length=1
@@ -212,13 +164,46 @@ class AttributionSpec(StrictModel):
     checks: list[Literal[ATTRIBUTION_CHECKS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["completeness"]
     )
+    # What is attributed: the prediction and/or uncertainty quantities (trustml.explain).
+    explain: list[Literal[EXPLAIN_ITEMS]] = Field(  # type: ignore[valid-type]
+        default_factory=lambda: ["prediction"], min_length=1
+    )
 
-    @field_validator("methods", "checks")
+    @field_validator("methods", "checks", "explain")
     @classmethod
     def _unique(cls, v: list[str]) -> list[str]:
         if len(set(v)) != len(v):
             raise ValueError("an item is listed more than once")
         return v
+
+    @property
+    def uncertainty(self) -> list[str]:
+        """The uncertainty quantities of ``explain``, in protocol order."""
+        return [item for item in self.explain if item != "prediction"]
+
+    @property
+    def uncertainty_method(self) -> str | None:
+        """The method that attributes the uncertainty: the first listed one that explains a
+        function of all members (not ``gradcam``); None without uncertainty items."""
+        if not self.uncertainty:
+            return None
+        return next((m for m in self.methods if m != "gradcam"), None)
+
+    @model_validator(mode="after")
+    def _explain_is_possible(self) -> AttributionSpec:
+        if "prediction" not in self.explain:
+            raise KeyedError(
+                "attribution.explain",
+                "must list 'prediction': the uncertainty maps are shown next to the prediction "
+                f"maps (e.g. [prediction, {', '.join(self.explain)}])",
+            )
+        if self.uncertainty and self.uncertainty_method is None:
+            raise KeyedError(
+                "attribution.explain",
+                "uncertainty attribution needs a method other than gradcam in "
+                "attribution.methods (gradcam explains a layer of one network)",
+            )
+        return self
 
     @model_validator(mode="after")
     def _completeness_needs_ig(self) -> AttributionSpec:
@@ -322,17 +307,7 @@ class Protocol(StrictModel):
                 )
             labels[spec.name] = i
         for key in self.acceptance:
-            metric, _, label = key.partition("@")
-            if metric not in self.metric_names:
-                raise KeyedError(
-                    f"acceptance.{key}",
-                    f"not a metric of this protocol; metrics: {', '.join(self.metric_names)}",
-                )
-            if "@" in key and label not in labels:
-                raise KeyedError(
-                    f"acceptance.{key}",
-                    f"no uncertainty method is labelled {label!r}; labels: {', '.join(labels)}",
-                )
+            check_criterion(key, self.metric_names, list(labels), self.data.shifts)
         if self.acquisition is not None:
             self.acquisition.check(self.task, list(labels))
         if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:

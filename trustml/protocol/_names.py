@@ -15,6 +15,8 @@
   strategies of :data:`trustml.acquire.STRATEGIES` that score a model's predictions, per task
   (that package imports scipy, which the schema must not pay for; the test checks that they
   agree);
+- corruptions of a shift ladder: :data:`CORRUPTION_NAMES`, the names of
+  :data:`trustml.data.CORRUPTIONS` (the test checks that they agree);
 - builtin models: :data:`MODEL_BUILTINS`, the names of :func:`trustml.models.model_names`
   (which imports torch; the test checks that they agree).
 
@@ -34,10 +36,12 @@ __all__ = [
     "ATTRIBUTION_METHODS",
     "CALIBRATION_METHODS",
     "CLASSIFICATION_METRICS",
+    "CORRUPTION_NAMES",
     "MODEL_BUILTINS",
     "NO_CALIBRATION",
     "REGRESSION_METRICS",
     "UNCERTAINTY_METHODS",
+    "UNCERTAINTY_QUANTITIES",
     "acquisition_strategies",
     "task_metrics",
 ]
@@ -53,7 +57,7 @@ CLASSIFICATION_METRICS: Final = task_metrics("classification")
 #: Every registered metric: what the schema's ``metrics`` items may name.
 ALL_METRICS: Final = tuple(metric_names())
 
-UNCERTAINTY_METHODS: Final = ("deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout")
+UNCERTAINTY_METHODS: Final = ("deep_ensemble", "bayes_svi", "bayes_nuts", "mc_dropout", "laplace")
 
 ATTRIBUTION_METHODS: Final = (
     "integrated_gradients",
@@ -81,6 +85,13 @@ NO_CALIBRATION: Final = "none"
 CALIBRATION_METHODS: Final = ("temperature", "isotonic", "conformal", NO_CALIBRATION)
 
 MODEL_BUILTINS: Final = ("cnn", "mlp", "lstm")
+
+#: The uncertainty quantities ``attribution.explain`` may list: the names of
+#: :data:`trustml.explain.UNCERTAINTY_QUANTITIES` (the test checks that they agree).
+UNCERTAINTY_QUANTITIES: Final = ("total", "aleatoric", "epistemic")
+
+#: The corruptions a shift ladder may apply: the names of :data:`trustml.data.CORRUPTIONS`.
+CORRUPTION_NAMES: Final = ("noise", "blur", "mask", "resolution")
 
 #: The acquisition strategies that score a model's predictions, by the task they apply to
 #: (``random`` applies to both).

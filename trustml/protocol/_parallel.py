@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -146,28 +147,34 @@ def attribute_sharded(
     ensemble: Any,
     ds: BaseDataset,
     indices: np.ndarray,
-    target: int | np.ndarray,
+    target: int | np.ndarray | None,
     *,
     method: str,
     comm: Comm,
+    explainer: Callable[..., Attribution] = attribute,
     **kwargs: Any,
 ) -> Attribution | None:
     """Attribute the examples ``indices`` in fixed chunks spread over the ranks; each rank
-    reads only its own examples. Rank 0 gets the result, in the order of ``indices``."""
+    reads only its own examples. Rank 0 gets the result, in the order of ``indices``.
+
+    ``explainer`` is :func:`trustml.explain.attribute` (the prediction) or
+    :func:`trustml.explain.attribute_uncertainty` (with ``quantity=`` in ``kwargs``); the
+    result has the explainer's own type, its per-example arrays joined in order."""
     positions = np.arange(len(indices))
     mine = shard_batches(positions, ATTRIBUTE_CHUNK, comm.size, comm.rank)
     local = []
     for start in range(0, len(mine), ATTRIBUTE_CHUNK):
         chunk = mine[start : start + ATTRIBUTE_CHUNK]
         x, _ = ds.read(indices[chunk])
-        t = target if isinstance(target, int) else np.asarray(target)[chunk]
-        local.append(attribute(ensemble, x, method=method, target=t, **kwargs))
+        t = target if target is None or isinstance(target, int) else np.asarray(target)[chunk]
+        local.append(explainer(ensemble, x, method=method, target=t, **kwargs))
     pieces = comm.gather(local, root=0)
     if comm.rank != 0 or pieces is None:
         return None
     parts = [a for rank_parts in pieces for a in rank_parts]
     deltas = [a.convergence_delta for a in parts]
-    return Attribution(
+    return replace(
+        parts[0],
         members=np.concatenate([a.members for a in parts], axis=1),
         outputs=np.concatenate([a.outputs for a in parts], axis=1),
         baseline_outputs=np.concatenate([a.baseline_outputs for a in parts], axis=1),

@@ -6,7 +6,7 @@ An invalid protocol fails here, in seconds, on every rank alike, and nothing is 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,9 +21,10 @@ from trustml.data import (
 )
 from trustml.distributed import Comm
 from trustml.exceptions import ProtocolError, TrustmlInputError
-from trustml.models import build_from_factory, build_model
 from trustml.protocol import _methods, _sizes
 from trustml.protocol._calibrate import check_available
+from trustml.protocol._network import model_factory
+from trustml.protocol._shifts import Ladder, load_ladders
 from trustml.protocol._stages import run_stage
 from trustml.protocol.schema import HDF5Source, Protocol
 from trustml.utils.seeding import child
@@ -50,7 +51,10 @@ class Plan:
     target_names : list of str
     device : torch.device
     shifts : dict
-        Shifted test set name -> its dataset.
+        Shifted test set name -> its dataset (single shifts).
+    ladders : dict
+        Shift ladder name -> its :class:`~trustml.protocol._shifts.Ladder` (one test set per
+        level).
     """
 
     dataset: BaseDataset
@@ -61,6 +65,7 @@ class Plan:
     target_names: list[str]
     device: torch.device
     shifts: dict[str, BaseDataset]
+    ladders: dict[str, Ladder] = field(default_factory=dict)
 
 
 def _device(protocol: Protocol, comm: Comm) -> torch.device:
@@ -91,6 +96,8 @@ def _load_shifts(protocol: Protocol, base_dir: Path, main: BaseDataset) -> dict[
     """The distribution-shifted test sets, checked against the main dataset's shapes."""
     out: dict[str, BaseDataset] = {}
     for name, spec in protocol.data.shifts.items():
+        if spec.is_ladder:
+            continue  # see _shifts.load_ladders
         key = f"data.shifts.{name}"
         if spec.hdf5 is not None:
             ds = _open_hdf5(spec.hdf5, base_dir)
@@ -195,24 +202,6 @@ def _checked_splits(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray
     return splits
 
 
-def _model_factory(
-    protocol: Protocol, ds: BaseDataset, output_dim: int
-) -> Callable[[], torch.nn.Module]:
-    m = protocol.model
-
-    def make_model() -> torch.nn.Module:
-        if m.builtin is not None:
-            return build_model(
-                m.builtin, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options
-            )
-        assert m.factory is not None  # ModelSpec holds exactly one of builtin and factory
-        return build_from_factory(
-            m.factory, input_shape=tuple(ds.input_shape), output_dim=output_dim, **m.options
-        )
-
-    return make_model
-
-
 def _check_model(
     protocol: Protocol,
     make_model: Callable[[], torch.nn.Module],
@@ -273,10 +262,11 @@ def make_plan(protocol: Protocol, base_dir: Path, comm: Comm) -> Plan:
     output_dim, n_targets, names = _targets(protocol, ds)
     _check_attribution_data(protocol, ds, n_targets)
     splits = _checked_splits(protocol, ds)
-    make_model = _model_factory(protocol, ds, output_dim)
+    make_model = model_factory(protocol, ds, output_dim)
     _sizes.check_model_size(protocol, make_model, comm)
     probe = _check_model(protocol, make_model, ds, splits["train"], output_dim)
     for i in range(len(protocol.methods)):
         _methods.check_method(protocol, i, probe)
     shifts = _load_shifts(protocol, base_dir, ds)
-    return Plan(ds, splits, make_model, output_dim, n_targets, names, device, shifts)
+    ladders = load_ladders(protocol, ds, splits["test"])
+    return Plan(ds, splits, make_model, output_dim, n_targets, names, device, shifts, ladders)

@@ -13,13 +13,15 @@ from typing import Any
 
 import numpy as np
 
-from trustml import metrics as M
 from trustml import results_keys as rk
 from trustml.protocol import _methods
 from trustml.protocol._calibrate import Calibrated, calibrate
+from trustml.protocol._data_spec import parse_criterion
 from trustml.protocol._fit import Predictions, Trained
+from trustml.protocol._metric_scores import N_BOOT, quantities, score
 from trustml.protocol._plan import Plan
 from trustml.protocol._reference import reference_predictors
+from trustml.protocol._shifts import score_ladders
 from trustml.protocol._splits import SplitScan, duplicates, scan_split, target_stats
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.uq import Predictive
@@ -27,7 +29,6 @@ from trustml.utils.seeding import child
 
 __all__ = ["COVERAGE_LEVELS", "N_BOOT", "Scored", "acceptance", "score", "score_run"]
 
-N_BOOT = 1000
 #: Nominal levels of the coverage curve (regression).
 COVERAGE_LEVELS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 
@@ -47,7 +48,9 @@ class Scored:
     baseline : str
         The reference predictor that is the run's baseline.
     shifts : dict
-        Shifted test set -> its summary (metrics and mean uncertainty of the primary method).
+        Shifted test set -> its summary (metrics and mean uncertainty of the primary method),
+        and shift ladder -> its summary (every method at every level; see
+        :func:`~trustml.protocol._shifts.score_ladders`), in the protocol's order.
     duplicates : dict
         Samples shared between splits, per pair of splits.
     target_stats : dict
@@ -70,50 +73,29 @@ class Scored:
         return self.reference[self.baseline]["metrics"]
 
 
-def score(
-    names: list[str],
-    y: np.ndarray,
-    quantities: Mapping[str, np.ndarray],
-    *,
-    seed: Any,
-    n_boot: int = N_BOOT,
-) -> dict[str, dict[str, Any]]:
-    """``{metric: {"value": v, "ci": [lo, hi]}}`` on the test split, with bootstrap 95 % CIs.
-
-    The task is read from the quantities given (``probs`` -> classification).
-    """
-    task = "classification" if "probs" in quantities else "regression"
-    out: dict[str, dict[str, Any]] = {}
-    for name in names:
-        spec = M.METRICS.get(name)
-        needs = spec.needs(task)
-
-        def fn(y_: np.ndarray, *q: np.ndarray, _spec=spec, _needs=needs) -> float:
-            return _spec.compute(task, y_, **dict(zip(_needs, q, strict=True)))
-
-        arrays = [y, *(quantities[q] for q in needs)]
-        value = float(fn(*arrays))
-        lo, hi = M.bootstrap_ci(fn, *arrays, n_boot=n_boot, level=0.95, seed=seed)
-        out[name] = {"value": value, "ci": [float(lo), float(hi)]}
-    return out
-
-
 def acceptance(
     criteria: Mapping[str, Any],
     metrics: Mapping[str, Mapping[str, Mapping[str, Any]]],
     primary: str,
+    shifts: Mapping[tuple[str, str | None, str], Mapping[str, Mapping[str, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """One row per bound: ``{"criterion", "metric", "method", "bound", "threshold", "value",
-    "ci", "passed"}``.
+    "ci", "passed"}``, plus ``"shift"`` and ``"level"`` for a criterion of a shift.
 
     ``metrics`` maps each method label to its metrics; a criterion ``"rmse@label"`` applies to
-    that method, a plain ``"rmse"`` to the ``primary`` one.
+    that method, a plain ``"rmse"`` to the ``primary`` one. ``shifts`` maps ``(shift, level
+    label or None, method label)`` to metrics (:func:`~trustml.protocol._shifts.shift_metrics`)
+    for criteria such as ``"ece@shift:warming:3"``.
     """
     rows = []
     for key, bound in criteria.items():
-        name, _, label = key.partition("@")
-        label = label or primary
-        entry = metrics[label][name]
+        c = parse_criterion(key)
+        label = c.label or primary
+        if c.shift is None:
+            entry = metrics[label][c.metric]
+        else:
+            assert shifts is not None  # the schema checked that the shift exists
+            entry = shifts[(c.shift, c.level, label)][c.metric]
         value = entry["value"]
         for kind in ("min", "max"):
             threshold = getattr(bound, kind)
@@ -123,27 +105,20 @@ def acceptance(
             passed = value is not None and (
                 value >= threshold if kind == "min" else value <= threshold
             )
-            rows.append(
-                {
-                    "criterion": key,
-                    "metric": name,
-                    "method": label,
-                    "bound": kind,
-                    "threshold": float(threshold),
-                    "value": value,
-                    "ci": entry["ci"],
-                    "passed": bool(passed),
-                }
-            )
+            row = {
+                "criterion": key,
+                "metric": c.metric,
+                "method": label,
+                "bound": kind,
+                "threshold": float(threshold),
+                "value": value,
+                "ci": entry["ci"],
+                "passed": bool(passed),
+            }
+            if c.shift is not None:
+                row["shift"], row["level"] = c.shift, c.level
+            rows.append(row)
     return rows
-
-
-def _quantities(pred: Predictive, level: float) -> dict[str, np.ndarray]:
-    """What the metrics read from a predictive (regression: at the interval ``level``)."""
-    if pred.task == "classification":
-        return {"probs": pred.probs}
-    lower, upper = pred.interval(level)
-    return {"mean": pred.mean, "std": pred.std, "lower": lower, "upper": upper}
 
 
 def _coverage_curve(
@@ -182,11 +157,11 @@ def _score_method(
         **cal.params,
     }
     arrays: dict[str, np.ndarray] = {}
-    quantities = _quantities(calibrated, level)
+    q = quantities(calibrated, level)
     part: dict[str, Any] = {"method": spec.method, "settings": spec.settings()}
     if protocol.task == "regression":
         cal_summary["level"] = level
-        arrays.update({rk.path(group, k): v for k, v in quantities.items()})
+        arrays.update({rk.path(group, k): v for k, v in q.items()})
         arrays[rk.path(group, rk.EPISTEMIC_VAR)] = calibrated.epistemic_var
         arrays[rk.path(group, rk.ALEATORIC_VAR)] = calibrated.aleatoric_var
         arrays[rk.path(group, rk.PIT)] = calibrated.cdf(y_test)
@@ -211,7 +186,7 @@ def _score_method(
             "mean_mutual_information": float(calibrated.mutual_information.mean()),
         }
     boot_seed = child(protocol.seed, "bootstrap")
-    part["metrics"] = score(protocol.metric_names, y_test, quantities, seed=boot_seed)
+    part["metrics"] = score(protocol.metric_names, y_test, q, seed=boot_seed)
     part["calibration"] = cal_summary
     return part, arrays, cal
 
@@ -231,7 +206,7 @@ def _score_shifts(
         sds = plan.shifts[name]
         y_shift = scan_split(sds, np.arange(len(sds)), task).y
         calibrated = transform(pred)
-        q = _quantities(calibrated, 1.0 - protocol.calibration.alpha)
+        q = quantities(calibrated, 1.0 - protocol.calibration.alpha)
         entry: dict[str, Any] = {
             "n": len(sds),
             "source": sds.source,
@@ -289,12 +264,18 @@ def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
     reference = {
         name: {
             "description": description,
-            "metrics": score(protocol.metric_names, y_test, quantities, seed=boot_seed),
+            "metrics": score(protocol.metric_names, y_test, qs, seed=boot_seed),
         }
-        for name, (description, quantities) in predictors.items()
+        for name, (description, qs) in predictors.items()
     }
-    shifts, shift_arrays = _score_shifts(protocol, plan, trained.shifts, primary.transform)
+    singles, shift_arrays = _score_shifts(protocol, plan, trained.shifts, primary.transform)
     arrays.update(shift_arrays)
+    ladders, ladder_arrays = score_ladders(
+        protocol, plan.ladders, trained.ladders, {k: c.transform for k, c in calibrations.items()}
+    )
+    arrays.update(ladder_arrays)
+    both = {**singles, **ladders}
+    shifts = {name: both[name] for name in protocol.data.shifts}  # in the protocol's order
 
     attribution_targets = None
     if protocol.attribution is not None:

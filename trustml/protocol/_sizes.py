@@ -45,6 +45,14 @@ def _network_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int
     return weights * _TRAIN_BYTES_PER_WEIGHT, "method"
 
 
+def _laplace_bytes(spec: UncertaintySpec, weights: int, ranks: int) -> tuple[int, str]:
+    # Training the MAP network, plus a full posterior over every weight (P x P floats, the
+    # Hessian, the precision and its factor). The other structures depend on the layers and
+    # outputs and are checked, with a forward pass, at the start of the fit.
+    full = (spec.subset_of_weights, spec.hessian) == ("all", "full")
+    return weights * _TRAIN_BYTES_PER_WEIGHT + (12 * weights * weights if full else 0), "hessian"
+
+
 #: Per uncertainty method (the schema's names): rough peak bytes of fitting it (the weights'
 #: share only) on each of ``ranks`` ranks, and the key to blame.
 METHOD_BYTES: dict[str, Callable[[UncertaintySpec, int, int], tuple[int, str]]] = {
@@ -52,6 +60,7 @@ METHOD_BYTES: dict[str, Callable[[UncertaintySpec, int, int], tuple[int, str]]] 
     "bayes_svi": _svi_bytes,
     "bayes_nuts": _nuts_bytes,
     "mc_dropout": _network_bytes,
+    "laplace": _laplace_bytes,
 }
 
 

@@ -34,6 +34,7 @@ from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._fit import fit_and_predict
 from trustml.protocol._parallel import write_shared
 from trustml.protocol._plan import Plan, dataset_fingerprint, make_plan
+from trustml.protocol._shifts import shift_metrics
 from trustml.protocol._stages import claimed, left_behind, run_stage
 from trustml.protocol._summary import summarize
 from trustml.protocol.schema import Protocol
@@ -219,7 +220,10 @@ def _execute(
     if comm.rank == 0:
         assert scored is not None
         by_label = {label: part["metrics"] for label, part in scored.methods.items()}
-        acceptance = _scoring.acceptance(protocol.acceptance, by_label, protocol.primary.name)
+        acceptance = _scoring.acceptance(
+            protocol.acceptance, by_label, protocol.primary.name,
+            shift_metrics(scored.shifts, protocol.primary.name),
+        )  # fmt: skip
         verdict = "pass" if all(a["passed"] for a in acceptance) else "fail"
         summary = summarize(
             protocol, plan, trained.models, scored, acceptance=acceptance, verdict=verdict,

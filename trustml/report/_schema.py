@@ -21,6 +21,7 @@ SCHEMA_PATH = Path(__file__).with_name("results.schema.json")
 """The results JSON Schema shipped with the package."""
 
 _LABEL, _NAME, _METHOD = "<label>", "<name>", "<method>"
+_J: Any = "<j>"  # a placeholder where the keys take a level index
 _GROUPS = {
     rk.PRIMARY_TEST: "The primary method's calibrated predictions on the test split, plus the "
     "test targets (regression) or labels (classification).",
@@ -28,6 +29,10 @@ _GROUPS = {
     f"({_LABEL} is its key in results.json 'methods').",
     rk.shift(_NAME): "The primary method on a distribution-shifted test set, with its targets "
     f"({_NAME} is its key in results.json 'shifts').",
+    rk.ladder_level(_NAME, _J): f"Level {_J} (0-based, in the ladder's order) of shift ladder "
+    f"{_NAME}: its test targets (regression) or labels (classification).",
+    rk.ladder_method(_NAME, _J, _LABEL): f"Method {_LABEL}'s calibrated predictions at that "
+    "level (probs; or mean, std, lower, upper, epistemic_var).",
     rk.ATTRIBUTION: "The explained test inputs and, per attribution method, the maps of every "
     f"member or posterior sample ({rk.attribution_maps(_METHOD)}; {rk.attribution_maps()} is "
     "the first method's).",

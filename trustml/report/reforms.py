@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from trustml.report import _ladders
+
 __all__ = ["ITEMS", "ChecklistItem", "crosswalk"]
 
 #: Where an item is covered: (what, section id), or ``None`` when this run does not cover it.
@@ -153,9 +155,44 @@ def _intervals(s, m, p, sections) -> Where:
 
 
 def _external(s, m, p, sections) -> Where:
-    if "uncertainty" in sections and _has(s, "shifts"):
+    found = _ladders.ladders(s)
+    if "shift" in sections and found:
+        levels = ", ".join(
+            f"{name} ({len(entry.get('levels') or ())} levels)" for name, entry in found.items()
+        )
+        singles = len(_ladders.single_shifts(s)) if "uncertainty" in sections else 0
+        also = f", and {singles} single shifted test set(s) under Uncertainty" if singles else ""
+        return (f"every method scored along the shift ladders {levels}{also}", "shift")
+    if "uncertainty" in sections and _ladders.single_shifts(s):
         return ("scores on distribution-shifted test sets", "uncertainty")
     return None
+
+
+_MAX_CLAUSES = 4
+
+
+def _not_holding(s, m, p, sections) -> Where:
+    """Where the ladders show the acceptance criteria stop holding, from their results."""
+    found = _ladders.ladders(s)
+    if "shift" not in sections or not found:
+        return None
+    clauses = _ladders.not_holding(s)
+    if not clauses:
+        if not any(entry.get("holds") for entry in found.values()):
+            return None
+        last = ", ".join(
+            f"{name} {labels[-1]}"
+            for name, entry in found.items()
+            if (labels := _ladders.level_labels(entry))
+        )
+        return (
+            f"every acceptance criterion holds at every level tested (through {last}); "
+            "beyond those levels is untested",
+            "shift",
+        )
+    more = len(clauses) - _MAX_CLAUSES
+    text = "; ".join(clauses[:_MAX_CLAUSES]) + (f"; and {more} more" if more > 0 else "")
+    return (text, "shift")
 
 
 _C, _L = "claims", "limitations"
@@ -200,7 +237,7 @@ ITEMS: tuple[ChecklistItem, ...] = (
     ChecklistItem("7b", _M7, "Report uncertainty estimates of the results (e.g. confidence intervals) and how they were computed.", _C, _intervals),
     ChecklistItem("7c", _M7, "Justify any statistical tests used and check their assumptions.", _C),
     ChecklistItem("8a", _M8, "Give evidence of external validity, beyond the distribution the model was trained on.", _L, _external),
-    ChecklistItem("8b", _M8, "Describe the contexts in which the findings are not expected to hold.", _L),
+    ChecklistItem("8b", _M8, "Describe the contexts in which the findings are not expected to hold.", _L, _not_holding),
 )  # fmt: skip
 
 

@@ -6,6 +6,7 @@ gives attribution one module per member or posterior draw (outputs: :data:`EXPLA
 invalid parameters raise :class:`InvalidParameterError` (a ``ValueError`` and a
 ``TypeError``) naming the parameter. :class:`DeepEnsemble` trains its members vectorized; a
 model takes the fastest (grouped) engine through :class:`trustml.models.GroupedModule`.
+:class:`Laplace` wraps laplace-torch around a trained network.
 """
 
 from trustml.uq._constraints import InvalidParameterError
@@ -22,9 +23,15 @@ __all__ = [
     "UncertaintyEstimator",
 ]
 
-# Pyro is imported only when a Bayesian wrapper is first used.
-_LAZY = {"BayesianNN": "trustml.uq.bayes", "MCDropout": "trustml.uq.mc_dropout"}
-__all__ += ["BayesianNN", "MCDropout"]
+# Pyro is imported only when a Bayesian wrapper is first used, laplace-torch only when a
+# Laplace is fitted or loaded.
+_LAZY = {
+    "BayesianNN": "trustml.uq.bayes",
+    "Laplace": "trustml.uq.laplace",
+    "LaplaceInputError": "trustml.uq._laplace_fit",
+    "MCDropout": "trustml.uq.mc_dropout",
+}
+__all__ += ["BayesianNN", "Laplace", "LaplaceInputError", "MCDropout"]
 
 
 def __getattr__(name: str):

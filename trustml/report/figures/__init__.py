@@ -8,8 +8,8 @@ symmetric diverging map for signed values). Several methods compared in one run 
 the same colour everywhere: the ``i``-th method gets ``OKABE_ITO[i]``.
 
 One module per report section that draws: :mod:`.training`, :mod:`.calibration`,
-:mod:`.uncertainty`, :mod:`.checks`, :mod:`.attribution` and :mod:`.acquisition`; shared pieces
-in :mod:`._base`.
+:mod:`.uncertainty`, :mod:`.shift`, :mod:`.checks`, :mod:`.attribution` and :mod:`.acquisition`;
+shared pieces in :mod:`._base`.
 """
 
 from trustml.report.figures._base import (
@@ -44,6 +44,14 @@ from trustml.report.figures.calibration import (
     reliability_diagram,
 )
 from trustml.report.figures.checks import check_curves, check_field, has_check_curves
+from trustml.report.figures.shift import (
+    LadderBound,
+    LadderLine,
+    LadderPanel,
+    has_ladder_curves,
+    ladder_curves,
+    ladder_positions,
+)
 from trustml.report.figures.training import has_training_curves, training_curves
 from trustml.report.figures.uncertainty import (
     aleatoric_epistemic,
@@ -69,6 +77,9 @@ __all__ = [
     "ORANGE",
     "VERMILLION",
     "Curve",
+    "LadderBound",
+    "LadderLine",
+    "LadderPanel",
     "aleatoric_epistemic",
     "attribution_example",
     "attribution_grid",
@@ -78,11 +89,14 @@ __all__ = [
     "entropy_histogram",
     "has_check_curves",
     "has_coverage_curves",
+    "has_ladder_curves",
     "has_learning_curves",
     "has_pit_histograms",
     "has_spread_skill",
     "has_training_curves",
     "has_uncertainty_under_shift",
+    "ladder_curves",
+    "ladder_positions",
     "learning_curves",
     "method_colour",
     "pit_histograms",

@@ -26,7 +26,13 @@ from trustml.report.figures._base import (
     new_figure,
 )
 
-__all__ = ["attribution_example", "attribution_grid", "slice_note"]
+__all__ = [
+    "attribution_example",
+    "attribution_grid",
+    "slice_note",
+    "uncertainty_maps",
+    "uncertainty_panel_note",
+]
 
 _SLICE_AXIS_NAMES = {1: ("z",), 2: ("t", "z")}
 
@@ -291,3 +297,102 @@ def _attribution_images(
     if x.shape[0] > n_rows:
         fig.text(0.01, 0.0, f"channels 0-{n_rows - 1} of {x.shape[0]} shown", fontsize="x-small")
     return fig
+
+
+def uncertainty_maps(
+    inputs: np.ndarray,
+    prediction: np.ndarray | None,
+    quantities: dict[str, np.ndarray],
+    *,
+    titles: Sequence[str] | None = None,
+) -> Figure:
+    """Where the model is unsure, next to what drives its prediction: one row per example.
+
+    Columns: the input, the prediction attribution (member mean) and the attribution of each
+    uncertainty quantity. Every map is divided by its own largest absolute value, so it lies in
+    [-1, 1] on one shared diverging colour bar (red: the feature raises the explained output or
+    uncertainty relative to the baseline). A grid example ``(C, *spatial)`` is drawn from its
+    central slice (see :func:`uncertainty_panel_note`): channel 0 of the input and the maps
+    summed over channels; an example of two axes (a 1D grid ``(C, L)`` or a sequence ``(T, F)``)
+    as an image of them; a feature vector as bars.
+
+    Parameters
+    ----------
+    inputs : numpy.ndarray
+        ``(n_examples, *sample_shape)``.
+    prediction : numpy.ndarray or None
+        The prediction attribution of every member, ``(n_members, n_examples, *sample_shape)``.
+    quantities : dict of str to numpy.ndarray
+        Quantity name to its maps ``(1, n_examples, *sample_shape)``.
+    titles : sequence of str, optional
+        One row label per example.
+
+    Returns
+    -------
+    Figure
+    """
+    x = np.asarray(inputs, dtype=float)
+    columns: list[tuple[str, np.ndarray]] = []
+    if prediction is not None:
+        check_member_maps(x, np.asarray(prediction), rk.attribution_maps())
+        columns.append(("prediction attribution", np.asarray(prediction, float).mean(axis=0)))
+    for name, maps in quantities.items():
+        check_member_maps(x, np.asarray(maps), rk.uncertainty_maps(name))
+        columns.append((f"{name} uncertainty", np.asarray(maps, float).mean(axis=0)))
+    n = x.shape[0]
+    names = list(titles or [])
+    n_cols = 1 + len(columns)
+    fig = new_figure(2.6 * n_cols + 0.6, 2.2 * n + 0.9)
+    axes = np.atleast_2d(fig.subplots(n, n_cols, squeeze=False))
+    norm = Normalize(-1.0, 1.0)
+    image = None
+    for m in range(n):
+        panels = [("input", _panel(x[m], input_panel=True), False)]
+        panels += [(title, _panel(maps[m], input_panel=False), True) for title, maps in columns]
+        for c, (title, data, signed) in enumerate(panels):
+            ax = axes[m, c]
+            if signed:
+                peak = float(np.nanmax(np.abs(data))) if data.size else 0.0
+                data = data / peak if peak > 0 and np.isfinite(peak) else data
+            if data.ndim == 1:
+                colours = np.where(data >= 0, BLUE, VERMILLION) if signed else GREY
+                ax.bar(np.arange(data.size), data, color=colours)
+                if signed:
+                    ax.set_ylim(-1.05, 1.05)
+            else:
+                cmap, img_norm = ("RdBu_r", norm) if signed else ("cividis", None)
+                # grids keep square pixels; (C, L) and (T, F) examples fill the panel
+                aspect = "equal" if x.ndim >= 4 else "auto"
+                im = ax.imshow(data, cmap=cmap, norm=img_norm, interpolation="nearest",
+                               aspect=aspect)  # fmt: skip
+                image = im if signed else image
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if m == 0:
+                ax.set_title(title, fontsize="small")
+        label = names[m] if m < len(names) else f"example {m}"
+        axes[m, 0].set_ylabel(label, fontsize="x-small")
+    if image is not None:
+        cb = fig.colorbar(image, ax=axes[:, 1:].ravel().tolist(), shrink=0.6, location="bottom")
+        cb.set_label("attribution / its max |value| (per map)", fontsize="x-small")
+        cb.ax.tick_params(labelsize="x-small")
+    return fig
+
+
+def uncertainty_panel_note(shape: Sequence[int]) -> str:
+    """What :func:`uncertainty_maps` draws of one example of ``shape``."""
+    if len(shape) < 3:
+        return ""
+    note = "input channel 0, maps summed over channels"
+    cut = slice_note(shape)
+    return note + (f"; {cut}" if cut else "")
+
+
+def _panel(a: np.ndarray, *, input_panel: bool) -> np.ndarray:
+    """One example as a 1D or 2D array to draw (see :func:`uncertainty_maps`)."""
+    if a.ndim < 3:
+        return a
+    a = a[0] if input_panel else a.sum(axis=0)
+    while a.ndim > 2:
+        a = a[a.shape[0] // 2]
+    return a

@@ -18,6 +18,7 @@ from trustml.report.sections import (
     other,
     performance,
     reproducibility,
+    shift,
     uncertainty,
     verdict,
 )
@@ -53,6 +54,7 @@ SECTIONS: tuple[Section, ...] = (
     performance.SECTION,
     calibration.SECTION,
     uncertainty.SECTION,
+    shift.SECTION,
     attribution.SECTION,
     bayes.SECTION,
     acquisition.SECTION,

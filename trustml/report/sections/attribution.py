@@ -1,4 +1,6 @@
-"""Attribution: per method, its checks (table and curves) and maps of a few test examples."""
+"""Attribution: per method, its checks (table and curves) and maps of a few test examples;
+with attributed uncertainty, maps of where the model is unsure next to the prediction maps and
+the uncertainty-deletion check's verdict."""
 
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from trustml import results_keys as rk
 from trustml.exceptions import DataError
 from trustml.report import figures
 from trustml.report._format import as_dict, format_number, number, rows
+from trustml.report.figures.attribution import uncertainty_maps, uncertainty_panel_note
 from trustml.report.sections._base import Content, FigureSpec, ReportInput, Section
 
 __all__ = ["MAX_EXAMPLES", "MAX_GRID_ROWS", "SECTION", "build"]
@@ -49,7 +52,99 @@ def build(run: ReportInput) -> Content | None:
         block, block_specs = _method_block(s, arrays, str(name), as_dict(per_method[name]), first)
         blocks.append(block)
         specs += block_specs
-    return Content({"methods": blocks}, tuple(specs))
+    uncertainty, uncertainty_specs = _uncertainty_block(s, arrays, info, first)
+    return Content({"methods": blocks, "uncertainty": uncertainty}, (*specs, *uncertainty_specs))
+
+
+_UNCERTAINTY_CAPTION = (
+    "Where the model is unsure: for each example, the input, the attribution of the "
+    "prediction ({first}, member mean) and the attribution of each uncertainty quantity "
+    "({method}, one function of all {members} members or posterior samples), each map divided "
+    "by its largest absolute value. Red features raise the output or the uncertainty relative "
+    "to the baseline, blue ones lower it."
+)
+_DELETION_CAPTION = (
+    "Uncertainty deletion: the {quantity} uncertainty as features are set to the baseline, most "
+    "relevant first (attribution order) against random order, normalised to fall from 1 to 0. "
+    "The value is the ratio of the areas under the two curves: below 1 the attribution finds "
+    "what the uncertainty depends on faster than chance."
+)
+
+
+def _drawer(checks: Mapping[str, Any]) -> Any:
+    """``draw()`` of the check curves of ``checks`` (bound now, not when the loop ends)."""
+    return lambda: figures.check_curves(checks)
+
+
+def _uncertainty_block(
+    s: Mapping[str, Any], arrays: Mapping[str, np.ndarray], info: Mapping[str, Any], first: str
+) -> tuple[dict[str, Any] | None, list[FigureSpec]]:
+    """The uncertainty-attribution part of the section: a table per quantity, the deletion
+    curves and one figure of the maps next to the prediction maps (None without it)."""
+    per_quantity = as_dict(info.get("uncertainty"))
+    if not per_quantity:
+        return None, []
+    quantities, specs = [], []
+    maps: dict[str, np.ndarray] = {}
+    for quantity, entry in per_quantity.items():
+        e = as_dict(entry)
+        checks = as_dict(e.get("checks"))
+        figure = None
+        if figures.has_check_curves(checks):
+            figure = FigureSpec(
+                f"{rk.ATTRIBUTION}/uncertainty/{quantity}/checks",
+                _drawer(checks),
+                _DELETION_CAPTION.format(quantity=quantity),
+                f"{quantity} uncertainty: deletion curve",
+            )
+            specs.append(figure)
+        quantities.append(
+            {
+                "name": str(quantity),
+                "target": e.get("target"),
+                "method": e.get("method"),
+                "members": e.get("members"),
+                "mean_value": e.get("mean_value"),
+                "checks": [_check_row(str(k), as_dict(c)) for k, c in checks.items()],
+                "check_figure": figure,
+            }
+        )
+        where = rk.uncertainty_maps(str(quantity))
+        if where in arrays:
+            maps[str(quantity)] = arrays[where]
+    block: dict[str, Any] = {"quantities": quantities, "figure": None, "note": None}
+    inputs = arrays.get(rk.ATTRIBUTION_INPUTS)
+    if inputs is None or not maps:
+        return block, specs
+    prediction = arrays.get(rk.attribution_maps(first), arrays.get(rk.attribution_maps()))
+    target_index = arrays.get(rk.ATTRIBUTION_TARGET_INDEX)
+    names = [str(t) for t in as_dict(s.get("data")).get("target_names") or []]
+    n = int(inputs.shape[0])
+    shown = min(n, MAX_EXAMPLES)
+    titles = [_title(m, target_index, names) for m in range(shown)]
+    for name, m in maps.items():
+        figures.check_member_maps(inputs, m, rk.uncertainty_maps(name))
+    entry = as_dict(next(iter(per_quantity.values())))
+    note = uncertainty_panel_note(inputs.shape[1:])
+    block["figure"] = FigureSpec(
+        f"{rk.ATTRIBUTION}/uncertainty/examples",
+        lambda: uncertainty_maps(
+            inputs[:shown],
+            None if prediction is None else prediction[:, :shown],
+            {k: v[:, :shown] for k, v in maps.items()},
+            titles=[t.replace(", target ", "\n") for t in titles],
+        ),
+        _UNCERTAINTY_CAPTION.format(
+            first=first, method=entry.get("method"), members=entry.get("members")
+        )
+        + (f" {note.capitalize()}." if note else ""),
+        "where the model is unsure: uncertainty maps next to prediction maps",
+        weight=1.0 + shown * (1 + len(maps)) / 4,
+    )
+    specs.append(block["figure"])
+    if shown < n:
+        block["note"] = f"{shown} of {n} examples shown; all are in arrays.h5."
+    return block, specs
 
 
 def _method_block(

@@ -119,8 +119,11 @@ def _variance_rows(
 def _shifts(
     s: Mapping[str, Any], arrays: Mapping[str, np.ndarray], methods: tuple[Method, ...]
 ) -> dict[str, Any] | None:
-    """The primary method on each shifted test set next to the test split, and a figure."""
-    shifts = as_dict(s.get("shifts"))
+    """The primary method on each shifted test set next to the test split, and a figure.
+
+    Shift ladders (entries with a ``ladder``) have their own section (``shift``).
+    """
+    shifts = {k: v for k, v in as_dict(s.get("shifts")).items() if "ladder" not in as_dict(v)}
     if not shifts:
         return None
     classification = s.get("task") == "classification"
