@@ -270,3 +270,39 @@ def test_the_starter_protocols_commented_shifts_are_valid():
     shifts = parse_protocol(raw).data.shifts
     assert [name for name, s in shifts.items() if s.is_ladder] == ["steeper", "noise"]
     assert shifts["steeper"].level_labels == ["3-3.5", "3.5-4"]
+
+
+# -- attribution of shifted examples ---------------------------------------------------------
+def test_attribution_explains_the_examples_of_a_ladder_level():
+    raw = copy.deepcopy(BASE)
+    raw["uncertainty"] = raw["uncertainty"][:1]
+    raw["acceptance"] = {}
+    raw["attribution"] = {
+        "methods": ["integrated_gradients"], "n_examples": 3, "n_steps": 8,
+        "checks": ["localization"], "explain": ["prediction", "epistemic"], "examples_from": "shift:warming:4",
+    }  # fmt: skip
+    results = run(raw).results
+    s, a = results.summary, results.arrays
+    assert s["attribution"]["examples_from"] == "shift:warming:4"
+    level = a["shifts/warming/levels/1/methods/ens/probs"]
+    np.testing.assert_array_equal(a["attribution/target_index"], level[:3].argmax(axis=1))
+    # The explained inputs are the +4 K fields, not test fields.
+    from trustml.data import load_builtin
+    from trustml.utils.seeding import child
+
+    warm = load_builtin("climate", seed=child(5, "shift/warming"), n=50, size=16, shift=4)
+    np.testing.assert_array_equal(a["attribution/inputs"], warm.read(np.arange(3))[0])
+    assert a["attribution/masks"].shape[0] == 3
+
+
+@pytest.mark.parametrize(
+    ("source", "words"),
+    [("shift:warming:3", "levels: 0, 4"), ("shift:other", "no shift is named"),
+     ("shift:warm3:1", "drop the level"), ("train", "should match pattern")],
+)  # fmt: skip
+def test_attribution_examples_from_a_missing_shift_names_the_key(source, words):
+    raw = copy.deepcopy(BASE)
+    raw["attribution"] = {"examples_from": source}
+    with pytest.raises(ProtocolError) as err:
+        parse_protocol(raw)
+    assert err.value.key == "attribution.examples_from" and words in str(err.value)

@@ -120,6 +120,34 @@ class BaseDataset(Dataset, abc.ABC):
                     f"{self.target_shape[0]} target columns"
                 )
 
+    def _init_view(
+        self,
+        parent: BaseDataset,
+        *,
+        n_samples: int,
+        groups: np.ndarray | None,
+        source: str,
+        input_dtype: np.dtype | None = None,
+    ) -> None:
+        """Metadata of a dataset that reads through ``parent`` (a subset, a corrupted copy):
+        the parent's shapes, dtypes, layout, names and masks."""
+        self._init_meta(
+            n_samples=n_samples,
+            input_shape=parent.input_shape,
+            input_dtype=parent._input_dtype if input_dtype is None else input_dtype,
+            target_shape=parent._raw_target_shape,
+            target_dtype=parent._target_dtype,
+            groups=groups,
+            source=source,
+            layout=parent.layout,
+            names=parent._names,
+            prefix=parent._prefix,
+            input_name=parent._input_name,
+            target_name=parent._target_name,
+        )
+        self._stream_bytes = parent._stream_bytes
+        self.mask_shape = parent.mask_shape
+
     # -- the one hook ---------------------------------------------------------------------
     @abc.abstractmethod
     def _raw_rows(
@@ -501,22 +529,12 @@ class _Subset(BaseDataset):
     def __init__(self, parent: BaseDataset, index: np.ndarray) -> None:
         self._parent = parent
         self._index = index
-        self._init_meta(
+        self._init_view(
+            parent,
             n_samples=index.size,
-            input_shape=parent.input_shape,
-            input_dtype=parent._input_dtype,
-            target_shape=parent._raw_target_shape,
-            target_dtype=parent._target_dtype,
             groups=None if parent.groups is None else parent.groups[index],
             source=f"{parent.source}[{index.size} of {parent.n_samples}]",
-            layout=parent.layout,
-            names=parent._names,
-            prefix=parent._prefix,
-            input_name=parent._input_name,
-            target_name=parent._target_name,
         )
-        self._stream_bytes = parent._stream_bytes
-        self.mask_shape = parent.mask_shape
 
     def _raw_mask_rows(self, idx: np.ndarray) -> np.ndarray:
         return self._parent._raw_masks(self._index[idx])

@@ -291,21 +291,13 @@ class CorruptedDataset(BaseDataset):
         self._channels = None if channels is None else [int(c) for c in channels]
         self._reference = ref
         self._seed = as_seed_sequence(seed)
-        self._init_meta(
+        self._init_view(
+            parent,
             n_samples=parent.n_samples,
-            input_shape=parent.input_shape,
-            input_dtype=np.dtype(np.float64),
-            target_shape=parent._raw_target_shape,
-            target_dtype=parent._target_dtype,
             groups=parent.groups,
             source=f"{parent.source}+{kind}({self._level:g})",
-            layout=parent.layout,
-            names=parent._names,
-            prefix=parent._prefix,
-            input_name=parent._input_name,
-            target_name=parent._target_name,
+            input_dtype=np.dtype(np.float64),
         )
-        self.mask_shape = parent.mask_shape
 
     def _sample_seed(self, i: int) -> np.random.SeedSequence:
         return np.random.SeedSequence(self._seed.entropy, spawn_key=(*self._seed.spawn_key, i))

@@ -64,7 +64,8 @@ def attribute_and_check(
     comm: Comm,
     target_names: list[str],
 ) -> Attributed | None:
-    """Attribute the first ``len(targets)`` test examples with every method of
+    """Attribute the first ``len(targets)`` examples (``test_indices`` of ``ds``: the test
+    split, or a shifted test set with ``attribution.examples_from``) with every method of
     ``protocol.attribution`` and run its checks.
 
     Returns, on rank 0, the summary and the arrays: the explained inputs, the target of each
@@ -114,13 +115,15 @@ def attribute_and_check(
             "checks": checks,
         }
     first = spec.methods[0]
-    summary = {
+    summary: dict[str, Any] = {
         "method": first,
         "n_examples": int(len(idx)),
         "target": target_text,
         "checks": per_method[first]["checks"],
         "methods": per_method,
     }
+    if spec.examples_from != "test":  # examples of a shifted test set (the test split's by default)
+        summary["examples_from"] = spec.examples_from
     if uncertain:
         names = target_names[spec.target] if protocol.task == "regression" else None
         summary["uncertainty"] = _uncertainty_summary(uncertain, model, x, names, arrays, seed)

@@ -38,6 +38,7 @@ __all__ = [
     "ShiftSpec",
     "Split",
     "check_criterion",
+    "check_examples_source",
     "level_label",
     "parse_criterion",
 ]
@@ -152,6 +153,28 @@ def check_criterion(
             where,
             f"only the primary method ({labels[0]}) is scored on the single shift {c.shift!r}",
         )
+    return c
+
+
+def check_examples_source(source: str, shifts: dict[str, ShiftSpec]) -> Criterion:
+    """Check ``attribution.examples_from`` (``shift:NAME`` or ``shift:NAME:LEVEL``) against the shifts."""
+    try:
+        c = parse_criterion(f"attribution@{source}")
+    except ValueError as err:
+        raise KeyedError("attribution.examples_from", str(err)) from None
+    spec = shifts.get(c.shift or "")
+    if spec is None:
+        raise KeyedError(
+            "attribution.examples_from", f"no shift is named {c.shift!r}; shifts: {', '.join(shifts) or '(none)'}"
+        )
+    if spec.is_ladder and c.level not in spec.level_labels:
+        raise KeyedError(
+            "attribution.examples_from",
+            f"name one of the levels of ladder {c.shift!r} (shift:{c.shift}:LEVEL); levels: "
+            + ", ".join(spec.level_labels),
+        )
+    if not spec.is_ladder and c.level is not None:
+        raise KeyedError("attribution.examples_from", f"shift {c.shift!r} is one test set; drop the level")
     return c
 
 

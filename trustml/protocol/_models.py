@@ -11,7 +11,14 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, BeforeValidator, Field, field_validator, model_validator
 
 from trustml.protocol._acquisition import AcquisitionSpec
-from trustml.protocol._data_spec import DataSpec, HDF5Source, ShiftSpec, Split, check_criterion
+from trustml.protocol._data_spec import (
+    DataSpec,
+    HDF5Source,
+    ShiftSpec,
+    Split,
+    check_criterion,
+    check_examples_source,
+)
 from trustml.protocol._fields import (
     LABEL,
     AtLeastTwo,
@@ -168,6 +175,9 @@ class AttributionSpec(StrictModel):
     explain: list[Literal[EXPLAIN_ITEMS]] = Field(  # type: ignore[valid-type]
         default_factory=lambda: ["prediction"], min_length=1
     )
+    # Where the explained examples come from: the test split, or a shifted test set
+    # ("shift:NAME") or a ladder level ("shift:NAME:LEVEL"); checked against data.shifts.
+    examples_from: Annotated[str, Field(pattern=r"^(test|shift:.+)$")] = "test"
 
     @field_validator("methods", "checks", "explain")
     @classmethod
@@ -308,6 +318,8 @@ class Protocol(StrictModel):
             labels[spec.name] = i
         for key in self.acceptance:
             check_criterion(key, self.metric_names, list(labels), self.data.shifts)
+        if self.attribution is not None and self.attribution.examples_from != "test":
+            check_examples_source(self.attribution.examples_from, self.data.shifts)
         if self.acquisition is not None:
             self.acquisition.check(self.task, list(labels))
         if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:

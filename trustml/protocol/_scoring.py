@@ -21,7 +21,7 @@ from trustml.protocol._fit import Predictions, Trained
 from trustml.protocol._metric_scores import N_BOOT, quantities, score
 from trustml.protocol._plan import Plan
 from trustml.protocol._reference import reference_predictors
-from trustml.protocol._shifts import score_ladders
+from trustml.protocol._shifts import examples_source, score_ladders
 from trustml.protocol._splits import SplitScan, duplicates, scan_split, target_stats
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.uq import Predictive
@@ -279,11 +279,13 @@ def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
 
     attribution_targets = None
     if protocol.attribution is not None:
-        n = min(protocol.attribution.n_examples, len(splits["test"]))
+        _, idx, where = examples_source(protocol, ds, splits["test"], plan.shifts, plan.ladders)
+        n = min(protocol.attribution.n_examples, len(idx))
         if task == "regression":
             attribution_targets = np.full(n, protocol.attribution.target)
         else:  # explain the class the calibrated model predicts
-            attribution_targets = primary.test.probs[:n].argmax(axis=1)
+            probs = primary.test.probs if where is None else arrays[rk.path(where, rk.PROBS)]
+            attribution_targets = probs[:n].argmax(axis=1)
     return Scored(
         methods=methods,
         arrays=arrays,

@@ -37,6 +37,7 @@ from trustml.utils.seeding import child
 
 __all__ = [
     "Ladder",
+    "examples_source",
     "holds_along",
     "load_ladders",
     "predict_ladders",
@@ -352,3 +353,30 @@ def shift_metrics(
         else:  # a single shifted set: the primary method only
             out[(name, None, primary)] = entry["metrics"]
     return out
+
+
+def examples_source(
+    protocol: Protocol,
+    main: BaseDataset,
+    test: np.ndarray,
+    shifts: Mapping[str, BaseDataset],
+    ladders: Mapping[str, Ladder],
+) -> tuple[BaseDataset, np.ndarray, str | None]:
+    """Where ``attribution`` takes its examples: ``(dataset, indices, probs group)``.
+
+    The test split (``attribution.examples_from: test``), a single shifted set (``shift:NAME``) or a
+    ladder level (``shift:NAME:LEVEL``). The group is where the primary method's calibrated
+    probabilities of those samples are in ``arrays.h5`` (``None`` for the test split).
+    """
+    spec = protocol.attribution
+    if spec is None or spec.examples_from == "test":
+        return main, test, None
+    c = parse_criterion(f"attribution@{spec.examples_from}")
+    assert c.shift is not None  # the schema checked attribution.examples_from
+    if c.level is None:
+        ds = shifts[c.shift]
+        return ds, np.arange(len(ds)), rk.shift(c.shift)
+    ladder = ladders[c.shift]
+    j = ladder.labels.index(c.level)
+    ds = ladder.datasets[j]
+    return ds, np.arange(len(ds)), rk.ladder_method(c.shift, j, protocol.primary.name)

@@ -34,7 +34,7 @@ from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._fit import fit_and_predict
 from trustml.protocol._parallel import write_shared
 from trustml.protocol._plan import Plan, dataset_fingerprint, make_plan
-from trustml.protocol._shifts import shift_metrics
+from trustml.protocol._shifts import examples_source, shift_metrics
 from trustml.protocol._stages import claimed, left_behind, run_stage
 from trustml.protocol._summary import summarize
 from trustml.protocol.schema import Protocol
@@ -200,8 +200,11 @@ def _execute(
         t0 = time.perf_counter()
         targets = comm.bcast(scored.attribution_targets if scored is not None else None)
         with run_stage("attribution"):
+            source, indices, _ = examples_source(
+                protocol, plan.dataset, plan.splits["test"], plan.shifts, plan.ladders
+            )
             attributed = attribute_and_check(
-                protocol, plan.dataset, plan.splits["test"], trained.models[protocol.primary.name],
+                protocol, source, indices, trained.models[protocol.primary.name],
                 targets, comm=comm, target_names=plan.target_names,
             )  # fmt: skip
         timings["attribution"] = round(time.perf_counter() - t0, 2)

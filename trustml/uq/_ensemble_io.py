@@ -18,11 +18,65 @@ from torch import nn
 
 from trustml.utils.seeding import SeedLike
 
-__all__ = ["load_weights", "read_ensemble", "write_ensemble"]
+__all__ = ["load_weights", "pack", "read_ensemble", "save_atomic", "unpack", "write_ensemble"]
 
 _FORMAT = "trustml.DeepEnsemble"
 _VERSION = 1
 _ARRAYS = ("target_shift", "target_scale", "validation_indices")
+
+
+def pack(fmt: str, config: Mapping[str, Any], fitted: Mapping[str, Any]) -> dict[str, Any]:
+    """The common head of a saved estimator: format, version, configuration (with a plain
+    seed) and fitted state (arrays as tensors)."""
+    return {
+        "format": fmt,
+        "version": _VERSION,
+        "config": {**config, "seed": _seed_to_plain(config["seed"])},
+        "fitted": {k: (_tensor_or_none(v) if k in _ARRAYS else v) for k, v in fitted.items()},
+    }
+
+
+def save_atomic(path: str | os.PathLike[str], payload: Mapping[str, Any]) -> Path:
+    """``torch.save`` to a temporary file next to ``path``, then rename it into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        torch.save(dict(payload), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def unpack(
+    path: str | os.PathLike[str], fmt: str, what: str
+) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """``(config, fitted, payload)`` of a file written with :func:`pack` and
+    :func:`save_atomic`, read with ``weights_only=True``; ``what`` names the estimator in
+    errors."""
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:
+        raise ValueError(f"{path}: not a saved {what} ({exc})".splitlines()[0]) from None
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise ValueError(f"{path}: not a saved {what}")
+    if payload.get("version") != _VERSION:
+        raise ValueError(
+            f"{path}: saved {what} format version {payload.get('version')!r}; "
+            f"this trustml reads version {_VERSION}"
+        )
+    config = dict(payload["config"])
+    config["seed"] = _seed_from_plain(config["seed"])
+    fitted = {
+        k: (None if v is None else v.numpy()) if k in _ARRAYS else v
+        for k, v in payload["fitted"].items()
+    }
+    return config, fitted, payload
 
 
 def write_ensemble(
@@ -32,51 +86,18 @@ def write_ensemble(
     members: Sequence[nn.Module],
 ) -> Path:
     """Write ``config`` (constructor arguments), ``fitted`` state and member weights atomically."""
-    payload = {
-        "format": _FORMAT,
-        "version": _VERSION,
-        "config": {**config, "seed": _seed_to_plain(config["seed"])},
-        "fitted": {k: (_tensor_or_none(v) if k in _ARRAYS else v) for k, v in fitted.items()},
-        "state_dicts": [
-            {n: t.detach().cpu().clone() for n, t in m.state_dict().items()} for m in members
-        ],
-    }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    payload = pack(_FORMAT, config, fitted)
+    payload["state_dicts"] = [
+        {n: t.detach().cpu().clone() for n, t in m.state_dict().items()} for m in members
+    ]
+    return save_atomic(path, payload)
 
 
 def read_ensemble(
     path: str | os.PathLike[str],
 ) -> tuple[dict[str, Any], dict[str, Any], list[dict[str, torch.Tensor]]]:
     """``(config, fitted, state_dicts)`` from a file written by :func:`write_ensemble`."""
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:
-        raise ValueError(f"{path}: not a saved DeepEnsemble ({exc})".splitlines()[0]) from None
-    if not isinstance(payload, dict) or payload.get("format") != _FORMAT:
-        raise ValueError(f"{path}: not a saved DeepEnsemble")
-    if payload.get("version") != _VERSION:
-        raise ValueError(
-            f"{path}: saved DeepEnsemble format version {payload.get('version')!r}; "
-            f"this trustml reads version {_VERSION}"
-        )
-    config = dict(payload["config"])
-    config["seed"] = _seed_from_plain(config["seed"])
-    fitted = {
-        k: (None if v is None else v.numpy()) if k in _ARRAYS else v
-        for k, v in payload["fitted"].items()
-    }
+    config, fitted, payload = unpack(path, _FORMAT, "DeepEnsemble")
     return config, fitted, list(payload["state_dicts"])
 
 

@@ -53,7 +53,8 @@ def build(run: ReportInput) -> Content | None:
         blocks.append(block)
         specs += block_specs
     uncertainty, uncertainty_specs = _uncertainty_block(s, arrays, info, first)
-    return Content({"methods": blocks, "uncertainty": uncertainty}, (*specs, *uncertainty_specs))
+    content = {"methods": blocks, "uncertainty": uncertainty, "examples_from": info.get("examples_from")}
+    return Content(content, (*specs, *uncertainty_specs))
 
 
 _UNCERTAINTY_CAPTION = (
