@@ -129,6 +129,10 @@ def checks_table(run: Run) -> str:
                 detail += (f"; absolute-relevance mass over the same "
                            f"{extra.get('examples_used', int(sel.sum()))} examples "
                            f"{absmass.mean():.3f}")
+            if name == "randomization" and "spearman_abs" in extra:
+                detail += "; after each stage: " + ", ".join(
+                    f"{st} {v:.3f}" for st, v in zip(extra["stages"][1:], extra["spearman_abs"][1:],
+                                                     strict=False))
             s += (
                 f"| {meth} | {name} | {fmt(c['value'])} | {c['comparison']} {fmt(c['threshold'])} "
                 f"| {'yes' if c['passed'] else '**no**'} | {detail.replace('|', '')} |\n"
@@ -263,42 +267,232 @@ def fig_localization(run: Run, dest: Path, label: str) -> None:
     plt.close(fig)
 
 
+# -- shift ladders ---------------------------------------------------------------------------
+def ladders(run: Run) -> dict[str, dict]:
+    """The shifts of ``data.shifts`` that are ladders (``{"ladder", "levels", "holds"}``)."""
+    return {n: s for n, s in run.results.get("shifts", {}).items() if "ladder" in s}
+
+
+def single_shifts(run: Run) -> dict[str, dict]:
+    return {n: s for n, s in run.results.get("shifts", {}).items() if "ladder" not in s}
+
+
+def level_name(lad: dict, j: int) -> str:
+    """'+2 K', 'n 3-3.5': a level as the README writes it."""
+    info = lad["ladder"]
+    label, unit = info["labels"][j], info.get("unit") or ""
+    prefix = {"index": "n"}.get(info["parameter"], info["parameter"])  # cosmology3d's index = n
+    if unit:
+        v = info["levels"][j]
+        return f"+{v:g} {unit}" if isinstance(v, int | float) else f"{label} {unit}"
+    return f"{prefix} {label}"
+
+
+def ladder_table(run: Run, name: str, metrics: list[str], uncertainty: list[tuple[str, str]],
+                 reference: tuple[str, dict] | None = None) -> str:
+    """Rows: level x method; columns: the metrics as "value [CI]" and mean uncertainties.
+
+    ``uncertainty`` lists (results key, column title); ``reference`` adds the in-distribution
+    test split of each method first."""
+    lad = run.results["shifts"][name]
+    cols = metrics + [t for _, t in uncertainty]
+    s = "| level | method | " + " | ".join(cols) + " |\n|---|---|" + "---|" * len(cols) + "\n"
+    if reference:
+        for meth, m in run.results["methods"].items():
+            unc = m.get("uncertainty", {})
+            vals = [ci(m["metrics"][k]) if k in m["metrics"] else "" for k in metrics]
+            vals += [fmt(float(np.mean(unc[k]))) if k in unc else "" for k, _ in uncertainty]
+            s += f"| {reference[0]} | {meth} | " + " | ".join(vals) + " |\n"
+    for j, lev in enumerate(lad["levels"]):
+        for i, (meth, v) in enumerate(lev["methods"].items()):
+            vals = [ci(v["metrics"][k]) if k in v["metrics"] else "" for k in metrics]
+            vals += [fmt(float(np.mean(v[k]))) if k in v else "" for k, _ in uncertainty]
+            head = f"{level_name(lad, j)} ({lev['n']})" if i == 0 else ""
+            s += f"| {head} | {meth} | " + " | ".join(vals) + " |\n"
+    return s
+
+
+def holds_table(run: Run, name: str) -> str:
+    """Where each acceptance criterion holds along a ladder: one row per criterion and method."""
+    lad = run.results["shifts"][name]
+    levels = [level_name(lad, j) for j in range(len(lad["levels"]))]
+    s = ("| criterion | method | " + " | ".join(levels) + " | holds through |\n|---|---|"
+         + "---|" * (len(levels) + 1) + "\n")
+    for h in lad["holds"]:
+        op = ">=" if h["bound"] == "min" else "<="
+        marks = ["✓" if p else "✗" for p in h["passed"]]
+        through = h["holds_through"]
+        if through is not None:
+            through = level_name(lad, lad["ladder"]["labels"].index(through))
+        s += (f"| {h['metric']} {op} {h['threshold']:g} | {h['method']} | " + " | ".join(marks)
+              + f" | {through if through is not None else 'no level'} |\n")
+    return s
+
+
 # -- per case ---------------------------------------------------------------------------------
+def storm_masses(run: Run) -> dict[str, dict[str, np.ndarray]]:
+    """Per explained field with a cyclone: the share of the positive prediction-IG and
+    epistemic-IG relevance (member mean, all channels) inside the cyclone mask, the mask's area
+    share, whether the cyclone was detected, and the field's mutual information."""
+    masks = run.arr("attribution/masks")
+    pred = run.arr("attribution/integrated_gradients/maps").mean(axis=0)
+    epi = run.arr("attribution/uncertainty/epistemic/uncertainty_maps").mean(axis=0)
+    mm = np.broadcast_to(masks.astype(bool), pred.shape).reshape(len(pred), -1)
+    sel = mm.any(axis=1)
+    out = {"area": mm.mean(axis=1)[sel],
+           "detected": run.arr("attribution/target_index")[sel] == 1,
+           "mi": run.arr("attribution/uncertainty/epistemic/uncertainty_values")[sel]}
+    for key, maps in (("prediction", pred), ("epistemic", epi)):
+        r = np.maximum(maps.reshape(len(maps), -1), 0.0)
+        out[key] = (r * mm).sum(1)[sel] / np.maximum(r.sum(1)[sel], 1e-30)
+    out["mi_without"] = run.arr("attribution/uncertainty/epistemic/uncertainty_values")[~sel]
+    return out
+
+
+def storm_table(run: Run) -> str:
+    m = storm_masses(run)
+    s = ("| explained +4 K fields with a cyclone | n | mean MI (nats) | area share of the mask | "
+         "prediction IG: mass inside (lift) | epistemic IG: mass inside (lift) |\n"
+         "|---|---|---|---|---|---|\n")
+    groups = [("all", np.ones_like(m["detected"])), ("detected (IG of 'cyclone')", m["detected"]),
+              ("missed (IG of 'no cyclone')", ~m["detected"])]
+    for name, g in groups:
+        if not g.any():
+            continue
+        area = m["area"][g].mean()
+        cells = [f"{m[k][g].mean():.3f} ({m[k][g].mean() / area:.1f}×)"
+                 for k in ("prediction", "epistemic")]
+        s += (f"| {name} | {int(g.sum())} | {m['mi'][g].mean():.4f} | {area:.3f} | "
+              + " | ".join(cells) + " |\n")
+    if len(m["mi_without"]):
+        s += (f"| *fields without a cyclone (no mask)* | {len(m['mi_without'])} | "
+              f"{m['mi_without'].mean():.4f} | — | — | — |\n")
+    return s
+
+
+def uncertainty_checks_table(run: Run) -> str:
+    unc = run.results.get("attribution", {}).get("uncertainty", {})
+    s = ("| quantity | mean value | check | value | threshold | passed | detail |\n"
+         "|---|---|---|---|---|---|---|\n")
+    for q, v in unc.items():
+        for name, c in v["checks"].items():
+            e = c.get("extra") or {}
+            detail = c.get("detail", "")
+            if "attribution" in e:
+                detail += (f"; curves peak at {max(e['attribution']):.1f} (attribution order) and "
+                           f"{max(e['random']):.1f} (random order) times the start")
+            s += (f"| {q}: {v['target']} | {fmt(v['mean_value'])} | {name} | {fmt(c['value'])} | "
+                  f"{c['comparison']} {fmt(c['threshold'])} | {'yes' if c['passed'] else '**no**'} "
+                  f"| {detail.replace('|', '')} |\n")
+    return s
+
+
 def climate(run: Run, figs: Path | None) -> None:
     r = run.results
     print(run_info(run), "\n")
-    rows = [("test, present climate (600)", r["metrics"])]
-    for name, s in r["shifts"].items():
+    rows = [(f"{n} ({m['method']}), test, present climate ({r['data']['splits']['test']})",
+             m["metrics"]) for n, m in r["methods"].items()]
+    for name, s in single_shifts(run).items():
         rows.append((f"test, {name} ({s['n']})", s["metrics"]))
     rows.append(("class-frequency reference", r["reference"]["class_frequency"]["metrics"]))
     print(metric_table(rows, ["accuracy", "nll", "brier", "ece"]))
-    p_raw, y = run.arr("test/probs_raw"), run.arr("test/labels")
-    print(f"ECE before temperature scaling: {ece_of(p_raw, y):.4f} (15 bins, recomputed from "
-          f"arrays.h5 test/probs_raw); temperature {r['calibration']['temperature']:.3f}")
-    for name, s in r["shifts"].items():
-        print(f"mean entropy test {r['methods'][next(iter(r['methods']))]['uncertainty']['mean_entropy']:.4f}"
-              f" vs {name} {s['mean_entropy']:.4f}; MI {s['mean_mutual_information']:.4f}")
-    for key, lab in [("test", "present climate")] + [(f"shifts/{n}", n) for n in r["shifts"]]:
+    y = run.arr("test/labels")
+    for n, m in r["methods"].items():
+        p_raw = run.arr("test/probs_raw" if m["primary"] else f"methods/{n}/test/probs_raw")
+        c = m["calibration"]
+        print(f"{n}: ECE before temperature scaling {ece_of(p_raw, y):.4f} (15 bins, recomputed "
+              f"from arrays.h5), after {m['metrics']['ece']['value']:.4f}; temperature "
+              f"{c['temperature']:.3f} (calibration NLL {c['nll_calibration_before']:.4f} -> "
+              f"{c['nll_calibration_after']:.4f}); test mean entropy "
+              f"{m['uncertainty']['mean_entropy']:.4f}, MI {m['uncertainty']['mean_mutual_information']:.4f}")
+    print()
+    for name, lad in ladders(run).items():
+        print(f"ladder {name}: {lad['ladder']}\n")
+        print(ladder_table(run, name, ["accuracy", "nll", "ece"],
+                           [("mean_entropy", "mean entropy"),
+                            ("mean_mutual_information", "mean MI")]))
+        print(holds_table(run, name))
+        s = "| level | method | cyclone recall | false-alarm rate | mean p(cyclone) | cyclone fraction |\n"
+        s += "|---|---|---|---|---|---|\n"
+        for j, lev in enumerate(lad["levels"]):
+            yy = run.arr(f"shifts/{name}/levels/{j}/labels")
+            for i, meth in enumerate(lev["methods"]):
+                p = run.arr(f"shifts/{name}/levels/{j}/methods/{meth}/probs")
+                pred = p.argmax(1)
+                s += (f"| {level_name(lad, j) if i == 0 else ''} | {meth} | "
+                      f"{np.mean(pred[yy == 1] == 1):.3f} | {np.mean(pred[yy == 0] == 1):.3f} | "
+                      f"{p[:, 1].mean():.3f} | {np.mean(yy == 1):.3f} |\n")
+        print(s)
+    for key, lab in [("test", "present climate")] + [(f"shifts/{n}", n) for n in single_shifts(run)]:
         p, yy = run.arr(f"{key}/probs"), run.arr(f"{key}/labels")
         pred = p.argmax(1)
-        print(f"{lab}: cyclone recall {np.mean(pred[yy == 1] == 1):.3f}, false-alarm rate "
-              f"{np.mean(pred[yy == 0] == 1):.3f}, mean p(cyclone) {p[:, 1].mean():.3f} vs "
-              f"cyclone fraction {np.mean(yy == 1):.3f}")
-    print()
+        print(f"{lab} ({primary(run)}): cyclone recall {np.mean(pred[yy == 1] == 1):.3f}, "
+              f"false-alarm rate {np.mean(pred[yy == 0] == 1):.3f}")
+    att = r.get("attribution", {})
+    print(f"\nattribution examples from {att.get('examples_from', 'test')}: "
+          f"{att.get('n_examples')} fields\n")
     print(checks_table(run))
+    if "uncertainty" in att:
+        print(uncertainty_checks_table(run))
+        print(storm_table(run))
     print(acceptance_table(run))
     if figs:
-        fig_binary_reliability(
-            run,
-            [("present climate", "test/probs", "test/labels")]
-            + [(n, f"shifts/{n}/probs", f"shifts/{n}/labels") for n in r["shifts"]],
-            figs / "reliability_shift.png", "Temperature-scaled ensemble",
-        )
-        save_report_image(run, "Uncertainty under distribution shift", figs / "entropy_shift.png")
-        fig_attribution_maps(run, figs / "attribution_cyclones.png",
-                             ["sea-level pressure", "wind speed", "precipitable water"], target=1,
-                             title="IG for the predicted class 'cyclone' (green: cyclone mask r <= 2R)")
-        save_report_image(run, "integrated_gradients: check curves", figs / "randomization.png")
+        for name in ladders(run):
+            save_report_image(run, f"Metrics along the {name} shift ladder", figs / "ladder.png")
+            fig_reliability_ladder(run, name, figs / "reliability_ladder.png")
+        if "uncertainty" in att:
+            save_report_image(run, "where the model is unsure: uncertainty maps next to "
+                              "prediction maps", figs / "uncertainty_maps.png", max_px=560)
+            fig_storm_masses(run, figs / "doubt_on_storms.png")
+
+
+def fig_reliability_ladder(run: Run, name: str, dest: Path) -> None:
+    """Reliability at the ladder's first and last level, one panel per method."""
+    plt = _plt()
+    lad = run.results["shifts"][name]
+    meths = list(lad["levels"][0]["methods"])
+    last = len(lad["levels"]) - 1
+    fig, axes = plt.subplots(1, len(meths), figsize=(3.2 * len(meths), 3.1), squeeze=False)
+    for ax, meth in zip(axes[0], meths, strict=True):
+        ax.plot([0, 1], [0, 1], color="0.6", lw=0.8, ls="--")
+        for j in (0, last):
+            p = run.arr(f"shifts/{name}/levels/{j}/methods/{meth}/probs")
+            y = run.arr(f"shifts/{name}/levels/{j}/labels")
+            ece = lad["levels"][j]["methods"][meth]["metrics"]["ece"]["value"]
+            reliability_panel(ax, p, y, f"{level_name(lad, j)} (ECE {ece:.3f})")
+        ax.set_xlabel("predicted probability of a cyclone")
+        ax.set_title(f"{meth}, temperature-scaled")
+        ax.legend(fontsize=6.5, loc="lower right")
+    axes[0, 0].set_ylabel("observed cyclone frequency")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
+
+
+def fig_storm_masses(run: Run, dest: Path) -> None:
+    """Per field with a cyclone: positive relevance inside the mask vs the mask's area share,
+    for the prediction and for the epistemic uncertainty."""
+    plt = _plt()
+    m = storm_masses(run)
+    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.0), sharey=True)
+    top = max(m["area"].max() * 1.25, 0.05)
+    for ax, key, title in ((axes[0], "prediction", "prediction (IG of the predicted class)"),
+                           (axes[1], "epistemic", "epistemic uncertainty (IG of the MI)")):
+        for sel, lab, mk in ((m["detected"], "detected cyclone", "o"),
+                             (~m["detected"], "missed cyclone", "x")):
+            ax.scatter(m["area"][sel], m[key][sel], s=16, marker=mk, label=lab)
+        xs = np.linspace(0, top, 10)
+        ax.plot(xs, xs, "--", color="0.5", lw=0.8, label="mass = area")
+        ax.set_xlim(0, top)
+        ax.set_ylim(0, 1)
+        ax.set_xlabel("cyclone mask's area share")
+        ax.set_title(f"{title}\nmean {m[key].mean():.2f} inside, lift "
+                     f"{m[key].mean() / m['area'].mean():.1f}x", fontsize=7.5)
+    axes[0].set_ylabel("positive relevance inside the mask")
+    axes[1].legend(fontsize=6.5, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(dest, dpi=110)
+    plt.close(fig)
 
 
 def hep(run: Run, figs: Path | None) -> None:
@@ -307,7 +501,7 @@ def hep(run: Run, figs: Path | None) -> None:
     rows = []
     for name, m in r["methods"].items():
         rows.append((f"{name} ({m['method']})", m["metrics"]))
-    for name, s in r["shifts"].items():
+    for name, s in single_shifts(run).items():
         rows.append((f"{primary(run)}, shift {name} ({s['n']})", s["metrics"]))
     rows.append(("class-frequency reference", r["reference"]["class_frequency"]["metrics"]))
     print(metric_table(rows, ["accuracy", "nll", "brier", "ece"]))
@@ -331,7 +525,7 @@ def hep(run: Run, figs: Path | None) -> None:
             pk = "test/probs" if m["primary"] else f"methods/{name}/test/probs"
             sets.append((name, pk, "test/labels"))
         sets += [(f"{primary(run)}, {n}", f"shifts/{n}/probs", f"shifts/{n}/labels")
-                 for n in r["shifts"]]
+                 for n in single_shifts(run)]
         fig_binary_reliability(run, sets, figs / "reliability.png", "Temperature-scaled taggers")
         fig_attribution_maps(run, figs / "attribution_second_prong.png",
                              ["ECAL", "HCAL", "tracks"], crop=6, total_input=True, target=1, saturate=4,
@@ -340,98 +534,167 @@ def hep(run: Run, figs: Path | None) -> None:
         fig_localization(run, figs / "localization.png", "boson-jet")
 
 
+def _reg_keys(run: Run, meth: str) -> str:
+    """arrays.h5 prefix of a regression method's test predictions."""
+    return "test" if run.results["methods"][meth]["primary"] else f"methods/{meth}/test"
+
+
 def cosmology(run: Run, figs: Path | None) -> None:
     r = run.results
     names = r["data"]["target_names"]
     print(run_info(run), "\n")
-    print(metric_table([("ensemble + conformal, test", r["metrics"]),
-                        ("climatology reference", r["reference"]["climatology"]["metrics"])]
-                       + [(f"shift {n} ({s['n']})", s["metrics"]) for n, s in r["shifts"].items()],
-                       ["rmse", "crps", "nll", "coverage", "interval_width"]))
-    cc = r["coverage_curve"]
-    print("| nominal | " + " | ".join(f"{v:.2f}" for v in cc["nominal"]) + " |")
-    print("|---|" + "---|" * len(cc["nominal"]))
-    print("| empirical, raw ensemble | " + " | ".join(f"{v:.3f}" for v in cc["empirical_raw"]) + " |")
-    print("| empirical, conformal | " + " | ".join(f"{v:.3f}" for v in cc["empirical"]) + " |")
-    # per-target coverage at the calibrated level
-    y = run.arr("test/targets")
-    lo, hi = run.arr("test/lower"), run.arr("test/upper")
-    cov = ((y >= lo) & (y <= hi)).mean(axis=0)
-    print("\nper-target 90 % coverage (test):", {n: round(float(c), 3) for n, c in zip(names, cov, strict=False)})
-    ev = run.arr("test/epistemic_var")
-    print("in-distribution mean epistemic var per target:",
-          {n: float(v) for n, v in zip(names, ev.mean(axis=0), strict=False)}, "overall", float(ev.mean()))
-    for n, s in r["shifts"].items():
+    nt = r["data"]["splits"]["test"]
+    rows = [(f"{n} ({m['method']}) + conformal, test ({nt})", m["metrics"])
+            for n, m in r["methods"].items()]
+    rows += [("climatology reference", r["reference"]["climatology"]["metrics"])]
+    rows += [(f"{primary(run)}, shift {n} ({s['n']})", s["metrics"])
+             for n, s in single_shifts(run).items()]
+    print(metric_table(rows, ["rmse", "crps", "nll", "coverage", "interval_width"]))
+    for meth, m in r["methods"].items():
+        cc = m.get("coverage_curve") or r["coverage_curve"]
+        print(f"{meth}: conformal std multiplier {m['calibration'].get('std_multiplier')}")
+        print("| nominal | " + " | ".join(f"{v:.2f}" for v in cc["nominal"]) + " |")
+        print("|---|" + "---|" * len(cc["nominal"]))
+        print(f"| {meth}, raw | " + " | ".join(f"{v:.3f}" for v in cc["empirical_raw"]) + " |")
+        print(f"| {meth}, conformal | " + " | ".join(f"{v:.3f}" for v in cc["empirical"]) + " |\n")
+    ev_test = {}
+    for meth in r["methods"]:
+        key = _reg_keys(run, meth)
+        y = run.arr("test/targets")
+        lo, hi = run.arr(f"{key}/lower"), run.arr(f"{key}/upper")
+        cov = ((y >= lo) & (y <= hi)).mean(axis=0)
+        ev = run.arr(f"{key}/epistemic_var")
+        ev_test[meth] = ev
+        print(f"{meth}: per-target 90 % coverage (test)",
+              {n: round(float(c), 3) for n, c in zip(names, cov, strict=False)},
+              "; mean epistemic var per target",
+              {n: float(f"{v:.4g}") for n, v in zip(names, ev.mean(axis=0), strict=False)},
+              f"overall {float(ev.mean()):.4g}; mean aleatoric var",
+              [float(f"{v:.4g}") for v in r["methods"][meth]["uncertainty"]["mean_aleatoric_var"]])
+    for n, s in single_shifts(run).items():
+        ev = ev_test[primary(run)]
         yy = run.arr(f"shifts/{n}/targets")
         l2, h2 = run.arr(f"shifts/{n}/lower"), run.arr(f"shifts/{n}/upper")
         ev2 = run.arr(f"shifts/{n}/epistemic_var")
-        print(f"shift {n}: mean_epistemic_var {s['mean_epistemic_var']:.4g} ratio "
+        print(f"shift {n} ({primary(run)}): mean_epistemic_var {s['mean_epistemic_var']:.4g} ratio "
               f"{s['mean_epistemic_var'] / float(ev.mean()):.2f}; per-target ratio "
               f"{ {k: round(float(a / b), 2) for k, a, b in zip(names, ev2.mean(0), ev.mean(0), strict=False)} }; "
               f"per-target coverage { {k: round(float(c), 3) for k, c in zip(names, ((yy >= l2) & (yy <= h2)).mean(0), strict=False)} }; "
               f"mean std {s['mean_std']:.4g}")
     print()
+    for name, lad in ladders(run).items():
+        print(f"ladder {name}: {lad['ladder']}\n")
+        print(ladder_table(run, name, ["rmse", "crps", "coverage", "interval_width"],
+                           [("mean_epistemic_var", "mean epistemic var")],
+                           reference=("test, in prior",)))
+        print(holds_table(run, name))
+        s = ("| level | method | " + " | ".join(f"coverage {n}" for n in names) + " | "
+             + " | ".join(f"epistemic var {n} (× in prior)" for n in names)
+             + " | mean predicted n |\n|---|---|" + "---|" * (2 * len(names) + 1) + "\n")
+        for j, lev in enumerate(lad["levels"]):
+            yy = run.arr(f"shifts/{name}/levels/{j}/targets")
+            for i, meth in enumerate(lev["methods"]):
+                k = f"shifts/{name}/levels/{j}/methods/{meth}"
+                cov = ((yy >= run.arr(f"{k}/lower")) & (yy <= run.arr(f"{k}/upper"))).mean(0)
+                ev = run.arr(f"{k}/epistemic_var").mean(0)
+                ratio = ev / ev_test[meth].mean(0)
+                s += (f"| {level_name(lad, j) if i == 0 else ''} | {meth} | "
+                      + " | ".join(f"{c:.3f}" for c in cov) + " | "
+                      + " | ".join(f"{v:.3g} ({q:.1f}×)" for v, q in zip(ev, ratio, strict=True))
+                      + f" | {run.arr(f'{k}/mean')[:, -1].mean():.2f} |\n")
+        print(s)
     print(checks_table(run))
     print(acceptance_table(run))
     if figs:
         fig_coverage(run, figs / "coverage_curve.png")
-        fig_epistemic(run, figs / "epistemic_vs_parameters.png")
-        fig_pred_vs_true(run, figs / "predicted_vs_true.png")
+        for name in ladders(run):
+            save_report_image(run, f"Metrics along the {name} shift ladder", figs / "ladder.png")
+            fig_ladder_epistemic(run, name, figs / "epistemic_vs_index.png")
+            fig_ladder_pred_vs_true(run, name, figs / "predicted_vs_true.png")
+
+
+def prior_edge(run: Run, name: str) -> float:
+    """The upper end of the training range of the option a ladder sweeps (the run's own
+    protocol.yaml, ``data.options.<parameter>``)."""
+    import yaml
+
+    proto = yaml.safe_load((run.out / "protocol.yaml").read_text())
+    value = proto["data"]["options"][run.results["shifts"][name]["ladder"]["parameter"]]
+    return float(np.max(value))
+
+
+def fig_ladder_epistemic(run: Run, name: str, dest: Path, target: int = -1) -> None:
+    """Epistemic variance of the swept parameter against its true value, the in-prior test
+    split and every level of the ladder, one panel per method."""
+    plt = _plt()
+    lad = run.results["shifts"][name]
+    tname = run.results["data"]["target_names"][target]
+    meths = list(run.results["methods"])
+    fig, axes = plt.subplots(1, len(meths), figsize=(3.3 * len(meths), 3.0), squeeze=False,
+                             sharey=True)
+    for ax, meth in zip(axes[0], meths, strict=True):
+        key = _reg_keys(run, meth)
+        ax.scatter(run.arr("test/targets")[:, target], run.arr(f"{key}/epistemic_var")[:, target],
+                   s=4, alpha=0.5, color="0.5", label="test, in prior")
+        for j in range(len(lad["levels"])):
+            k = f"shifts/{name}/levels/{j}/methods/{meth}/epistemic_var"
+            ax.scatter(run.arr(f"shifts/{name}/levels/{j}/targets")[:, target],
+                       run.arr(k)[:, target], s=4, alpha=0.6, label=level_name(lad, j))
+        ax.axvline(prior_edge(run, name), color="k", lw=0.7, ls=":")
+        ax.set_yscale("log")
+        ax.set_xlabel(f"true {tname} (dotted: edge of the training prior)")
+        ax.set_title(meth)
+    axes[0, 0].set_ylabel(f"epistemic variance of {tname}")
+    axes[0, 0].legend(fontsize=6, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
+
+
+def fig_ladder_pred_vs_true(run: Run, name: str, dest: Path, target: int = -1) -> None:
+    """Predicted swept parameter with its 90 % conformal interval against the truth."""
+    plt = _plt()
+    lad = run.results["shifts"][name]
+    tname = run.results["data"]["target_names"][target]
+    meths = list(run.results["methods"])
+    fig, axes = plt.subplots(1, len(meths), figsize=(3.3 * len(meths), 3.1), squeeze=False,
+                             sharey=True)
+    for ax, meth in zip(axes[0], meths, strict=True):
+        sets = [("test, in prior", "test/targets", _reg_keys(run, meth))]
+        sets += [(level_name(lad, j), f"shifts/{name}/levels/{j}/targets",
+                  f"shifts/{name}/levels/{j}/methods/{meth}") for j in range(len(lad["levels"]))]
+        for label, tk, key in sets:
+            y = run.arr(tk)[:, target]
+            m, lo, hi = (run.arr(f"{key}/{q}")[:, target] for q in ("mean", "lower", "upper"))
+            ax.errorbar(y, m, yerr=[m - lo, hi - m], fmt="o", ms=1.5, lw=0.3, alpha=0.5,
+                        label=label)
+        lims = (min(ax.get_xlim()[0], ax.get_ylim()[0]), max(ax.get_xlim()[1], ax.get_ylim()[1]))
+        ax.plot(lims, lims, "--", color="0.3", lw=0.8)
+        ax.axvline(prior_edge(run, name), color="k", lw=0.7, ls=":")
+        ax.set_xlabel(f"true {tname} (dotted: edge of the training prior)")
+        ax.set_title(meth)
+    axes[0, 0].set_ylabel(f"predicted {tname} (90 % conformal)")
+    axes[0, 0].legend(fontsize=6, markerscale=2)
+    fig.tight_layout()
+    fig.savefig(dest, dpi=100)
+    plt.close(fig)
 
 
 def fig_coverage(run: Run, dest: Path) -> None:
     plt = _plt()
-    cc = run.results["coverage_curve"]
     fig, ax = plt.subplots(figsize=(3.4, 3.2))
     ax.plot([0.45, 1], [0.45, 1], "--", color="0.6", lw=0.8)
-    ax.plot(cc["nominal"], cc["empirical_raw"], "s-", ms=3, label="raw ensemble")
-    ax.plot(cc["nominal"], cc["empirical"], "o-", ms=3, label="conformal")
+    for n, m in run.results["methods"].items():
+        cc = m.get("coverage_curve") or run.results["coverage_curve"]
+        line, = ax.plot(cc["nominal"], cc["empirical"], "o-", ms=3, label=f"{n}, conformal")
+        ax.plot(cc["nominal"], cc["empirical_raw"], "s:", ms=2, color=line.get_color(),
+                label=f"{n}, raw")
     ax.set_xlabel("nominal coverage")
-    ax.set_ylabel("empirical coverage (test)")
-    ax.legend(fontsize=7)
+    ax.set_ylabel("empirical coverage (test, in prior)")
+    ax.legend(fontsize=6.5)
     ax.set_title("Central-interval coverage")
     fig.tight_layout()
     fig.savefig(dest, dpi=110)
-    plt.close(fig)
-
-
-def fig_epistemic(run: Run, dest: Path) -> None:
-    plt = _plt()
-    names = run.results["data"]["target_names"]
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 2.9))
-    sets = [("test (in prior)", "test")] + [(n, f"shifts/{n}") for n in run.results["shifts"]]
-    for j, (ax, name) in enumerate(zip(axes, names, strict=False)):
-        for label, key in sets:
-            y = run.arr(f"{key}/targets")[:, j]
-            ev = run.arr(f"{key}/epistemic_var")[:, j]
-            ax.scatter(y, ev, s=5, alpha=0.6, label=label)
-        ax.set_yscale("log")
-        ax.set_xlabel(f"true {name}")
-        ax.set_ylabel(f"epistemic variance of {name}")
-    axes[0].legend(fontsize=6)
-    fig.suptitle("Ensemble disagreement inside and outside the training prior", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=100)
-    plt.close(fig)
-
-
-def fig_pred_vs_true(run: Run, dest: Path) -> None:
-    plt = _plt()
-    names = run.results["data"]["target_names"]
-    fig, axes = plt.subplots(1, 2, figsize=(6.4, 3.0))
-    sets = [("test (in prior)", "test")] + [(n, f"shifts/{n}") for n in run.results["shifts"]]
-    for j, (ax, name) in enumerate(zip(axes, names, strict=False)):
-        for label, key in sets:
-            y = run.arr(f"{key}/targets")[:, j]
-            m, lo, hi = (run.arr(f"{key}/{q}")[:, j] for q in ("mean", "lower", "upper"))
-            ax.errorbar(y, m, yerr=[m - lo, hi - m], fmt="o", ms=2, lw=0.4, alpha=0.6, label=label)
-        lims = ax.get_xlim()
-        ax.plot(lims, lims, "--", color="0.4", lw=0.8)
-        ax.set_xlabel(f"true {name}")
-        ax.set_ylabel(f"predicted {name} (90 % conformal)")
-    axes[0].legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(dest, dpi=100)
     plt.close(fig)
 
 
