@@ -188,9 +188,14 @@ class HDF5Source(StrictModel):
 
 
 class Split(StrictModel):
-    """Fractions of the samples for each split; they must sum to 1."""
+    """Fractions of the samples for each split; they must sum to 1.
+
+    ``validation`` (optional) is held out for model selection (a hyper-parameter search);
+    calibration uses only the calibration split and the scores only the test split.
+    """
 
     train: Fraction = 0.7
+    validation: Fraction | None = None
     calibration: Fraction = 0.15
     test: Fraction = 0.15
     order: Literal["random", "temporal"] = "random"
@@ -198,10 +203,19 @@ class Split(StrictModel):
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> Split:
-        total = self.train + self.calibration + self.test
+        total = sum(self.fractions.values())
         if not math.isclose(total, 1.0, abs_tol=1e-6):
-            raise ValueError(f"train + calibration + test must sum to 1, got {total:.6g}")
+            parts = " + ".join(self.fractions)
+            raise ValueError(f"{parts} must sum to 1, got {total:.6g}")
         return self
+
+    @property
+    def fractions(self) -> dict[str, float]:
+        """Split name -> fraction, in time order for a temporal split (validation after train)."""
+        out = {"train": self.train}
+        if self.validation is not None:
+            out["validation"] = self.validation
+        return {**out, "calibration": self.calibration, "test": self.test}
 
 
 class ShiftSpec(StrictModel):

@@ -132,7 +132,7 @@ def dataset_fingerprint(protocol: Protocol, base_dir: str | Path = ".") -> str:
 
 def _split(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray]:
     split = protocol.data.split
-    fractions = {"train": split.train, "calibration": split.calibration, "test": split.test}
+    fractions = split.fractions
     if split.order == "temporal":
         from trustml.data import temporal_split_indices
 

@@ -54,9 +54,11 @@ def scan_split(
 def duplicates(hashes: Mapping[str, list[bytes]]) -> dict[str, int]:
     """Samples of the later split whose inputs also occur in the earlier one, per pair."""
     sets = {k: set(v) for k, v in hashes.items()}
+    order = [k for k in ("train", "validation", "calibration", "test") if k in hashes]
     out = {}
-    for a, b in (("train", "test"), ("train", "calibration"), ("calibration", "test")):
-        out[f"{a}_{b}"] = int(sum(h in sets[a] for h in hashes[b]))
+    for i, a in enumerate(order):
+        for b in order[i + 1 :]:
+            out[f"{a}_{b}"] = int(sum(h in sets[a] for h in hashes[b]))
     return out
 
 

@@ -10,7 +10,7 @@ from trustml.report.sections._base import Content, ReportInput, Section
 
 __all__ = ["SECTION", "build"]
 
-_SPLIT_ORDER = ("train", "calibration", "test")
+_SPLIT_ORDER = ("train", "validation", "calibration", "test")
 _DATA_KEYS = frozenset(
     {
         "source", "n_samples", "input_shape", "target_names", "target_units", "splits",
