@@ -17,13 +17,13 @@ PACKAGE_DIR = Path(__file__).resolve().parents[1] / "trustml"
 LAYERS: dict[str, int] = {
     "exceptions": 0, "registry": 0, "utils": 0, "results_keys": 0,
     "data": 1, "models": 1, "metrics": 1, "distributed": 1, "acquire": 1,
-    "uq": 2, "calibration": 2, "explain": 2,
+    "uq": 2, "calibration": 2, "explain": 2, "search": 2,
     "protocol": 3, "report": 3,
     "cli": 4, "__init__": 4, "__main__": 4,
 }  # fmt: skip
 """Layer of each top-level part of trustml; ``__init__`` is ``trustml/__init__.py`` itself."""
 
-REPORT_FORBIDDEN_TRUSTML = ("uq", "models", "calibration", "explain", "protocol", "distributed")
+REPORT_FORBIDDEN_TRUSTML = ("uq", "models", "calibration", "explain", "search", "protocol", "distributed")
 REPORT_FORBIDDEN_EXTERNAL = ("torch", "pyro", "captum")
 
 

@@ -181,3 +181,74 @@ def test_global_torch_rng_is_left_alone(line):
     _fit(_mlp, x, y, "auto")
     _fit(_mlp, x, y, False)
     assert torch.equal(torch.get_rng_state(), before)
+
+
+# -- per-lane optimiser settings (hyper-parameter search trials as lanes) -------------------
+_LANE_LR = [1e-3, 4e-3, 2e-2]
+_LANE_WD = [0.0, 1e-3, 3e-2]
+
+
+def test_lane_adam_is_per_member_adam_with_its_own_lr_and_decay():
+    from trustml.uq._lanes import LaneAdam
+
+    g = torch.Generator().manual_seed(0)
+    stacked = torch.randn(3, 5, 4, generator=g).requires_grad_()
+    singles = [stacked[k].detach().clone().requires_grad_() for k in range(3)]
+    opt = LaneAdam([stacked], _LANE_LR, _LANE_WD)
+    opts = [
+        torch.optim.Adam([p], lr=lr, weight_decay=wd)
+        for p, lr, wd in zip(singles, _LANE_LR, _LANE_WD, strict=True)
+    ]
+    for _ in range(20):
+        grads = torch.randn(3, 5, 4, generator=g)
+        stacked.grad = grads.clone()
+        opt.step()
+        for k, (p, o) in enumerate(zip(singles, opts, strict=True)):
+            p.grad = grads[k].clone()
+            o.step()
+    for k in range(3):
+        torch.testing.assert_close(stacked.detach()[k], singles[k].detach(), rtol=1e-6, atol=1e-7)
+
+
+@pytest.mark.determinism
+@pytest.mark.parametrize(("make", "data"), [(_cnn, "fields"), (_mlp, "line"), (_Custom, "line")])
+@pytest.mark.parametrize("vectorize", ["auto", False])
+def test_members_with_their_own_lr_and_decay_train_as_they_would_alone(
+    make, data, vectorize, request
+):
+    x, y = request.getfixturevalue(data)
+    ens = DeepEnsemble(make, members=5, seed=7, vectorize=vectorize)
+    kw = {"epochs": 3, "batch_size": 16, "progress": False}
+    lanes = ens._fit_members([4, 0, 2], x, y, lr=_LANE_LR, weight_decay=_LANE_WD, **kw)
+    for j, k in enumerate([4, 0, 2]):
+        alone = ens._fit_members([k], x, y, lr=_LANE_LR[j], weight_decay=_LANE_WD[j], **kw)
+        np.testing.assert_allclose(
+            lanes["history"]["loss"][j], alone["history"]["loss"][0], rtol=1e-5
+        )
+        for name, t in alone["state_dicts"][0].items():
+            torch.testing.assert_close(lanes["state_dicts"][j][name], t, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.determinism
+def test_a_lane_that_diverges_stops_and_leaves_the_others_alone(fields):
+    x, y = fields
+    ens = DeepEnsemble(_cnn, members=3, seed=7)
+    kw = {"epochs": 2, "batch_size": 16, "progress": False}
+    with pytest.raises(FloatingPointError, match=r"member\(s\) \[1\]"):
+        ens._fit_members([0, 1], x, y, lr=[1e-3, 1e30], weight_decay=0.0, **kw)
+    part = ens._fit_members([0, 1], x, y, lr=[1e-3, 1e30], weight_decay=0.0, nonfinite="stop", **kw)
+    alone = ens._fit_members([0], x, y, lr=[1e-3], weight_decay=[0.0], **kw)
+    assert part["history"]["loss"][1] == [] and len(part["history"]["loss"][0]) == 2
+    for name, t in alone["state_dicts"][0].items():
+        assert torch.equal(part["state_dicts"][0][name], t), name
+
+
+def test_per_member_settings_are_checked(line):
+    x, y = line
+    ens = DeepEnsemble(_mlp, members=3, seed=0)
+    with pytest.raises(ValueError, match="one per member \\(2\\), got 3"):
+        ens._fit_members([0, 1], x, y, lr=[1e-3, 1e-3, 1e-3], epochs=1)
+    with pytest.raises(ValueError, match="'lr' parameter"):
+        ens._fit_members([0, 1], x, y, lr=[1e-3, -1.0], epochs=1)
+    with pytest.raises(ValueError, match="nonfinite"):
+        ens._fit_members([0], x, y, nonfinite="ignore", epochs=1)

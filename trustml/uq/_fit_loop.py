@@ -9,6 +9,7 @@ import torch
 from tqdm.auto import tqdm
 
 from trustml.uq._heads import HeadSpec
+from trustml.uq._lanes import Lanes
 from trustml.uq._source import Source
 from trustml.uq._train_settings import TrainSettings
 from trustml.uq._vectorized import Engine
@@ -88,6 +89,8 @@ def train_members(
     settings: TrainSettings,
     device: torch.device,
     labels: list[int],
+    lanes: Lanes | None = None,
+    nonfinite: str = "raise",
 ) -> dict[str, list[list[float]]]:
     """Train the engine's members; return their histories ``{"loss": [...], "val_loss": [...]}``.
 
@@ -95,9 +98,17 @@ def train_members(
     validation loss and ends with its best weights; its history stops there too. Stacked
     engines keep computing stopped members (their weights are restored at the end), so no
     member's numbers depend on when the others stop.
+
+    ``lanes`` gives member k its own learning rate and weight decay (``settings`` then supply
+    only the rest). A non-finite training loss raises ``FloatingPointError``; with
+    ``nonfinite="stop"`` that member stops instead (its history ends with its last finite
+    epoch, its weights are left as they are) and the others train on.
     """
     k_members = engine.members
-    engine.start(settings.lr, settings.weight_decay)
+    if lanes is None:
+        engine.start(settings.lr, settings.weight_decay)
+    else:
+        engine.start(*lanes)
     rngs = [np.random.default_rng(ss) for ss in data_seeds]
     history: dict[str, list[list[float]]] = {"loss": [[] for _ in range(k_members)]}
     if val_idx is not None:
@@ -119,7 +130,11 @@ def train_members(
             loss = (sums / max(count, 1)).cpu().numpy()
             active = np.flatnonzero(~stopped)
             bad = [labels[k] for k in active if not np.isfinite(loss[k])]
-            if bad:
+            if bad and nonfinite == "stop":
+                stopped[[k for k in active if not np.isfinite(loss[k])]] = True
+                engine.active = ~stopped
+                active = np.flatnonzero(~stopped)
+            elif bad:
                 raise FloatingPointError(
                     f"the training loss of member(s) {bad} became non-finite in epoch "
                     f"{epoch + 1}; lower the learning rate or check the data"
@@ -132,7 +147,8 @@ def train_members(
                     history["val_loss"][k].append(float(val[k]))
                 if settings.patience is not None:
                     _early_stopping(engine, val, active, best, waited, stopped, settings.patience)
-            bar.set_postfix(loss=f"{float(np.mean(loss[active])):.4f}")
+            if len(active):
+                bar.set_postfix(loss=f"{float(np.mean(loss[active])):.4f}")
             bar.update()
             if stopped.all():
                 break

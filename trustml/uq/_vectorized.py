@@ -34,6 +34,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from trustml.uq._grouped import GroupedForward, grouped_unsupported
 from trustml.uq._heads import HeadSpec
+from trustml.uq._lanes import LaneValue, member_optimizer, stacked_optimizer
 from trustml.uq._member_dropout import DropoutClock, with_member_dropout
 
 __all__ = ["Engine", "build_engine"]
@@ -69,8 +70,8 @@ class Engine:
         self.members, self.head = members, head
         self.active = np.ones(members, dtype=bool)
 
-    def start(self, lr: float, weight_decay: float) -> None:
-        """Create the optimizer(s)."""
+    def start(self, lr: LaneValue, weight_decay: LaneValue) -> None:
+        """Create the optimizer(s); per-member lists give each member its own (``_lanes``)."""
         raise NotImplementedError
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
@@ -110,8 +111,8 @@ class _Stacked(Engine):
             return x
         return torch.cat([x, x[:1].expand(total - x.shape[0], *x.shape[1:])])
 
-    def start(self, lr: float, weight_decay: float) -> None:
-        self.opt = torch.optim.Adam(list(self.params.values()), lr=lr, weight_decay=weight_decay)
+    def start(self, lr: LaneValue, weight_decay: LaneValue) -> None:
+        self.opt = stacked_optimizer(list(self.params.values()), lr, weight_decay)
 
     def _state(self) -> dict[str, torch.Tensor]:
         return {**self.params, **self.buffers}
@@ -277,9 +278,9 @@ class _Loop(Engine):
         cuda_now = torch.cuda.get_rng_state(self.device) if cuda is not None else None
         self.rng[k] = (torch.get_rng_state(), cuda_now)
 
-    def start(self, lr: float, weight_decay: float) -> None:
+    def start(self, lr: LaneValue, weight_decay: LaneValue) -> None:
         self.opts = [
-            torch.optim.Adam(m.parameters(), lr=lr, weight_decay=weight_decay) for m in self.mods
+            member_optimizer(m.parameters(), lr, weight_decay, k) for k, m in enumerate(self.mods)
         ]
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:

@@ -24,6 +24,7 @@ from trustml.uq._constraints import (
 from trustml.uq._ensemble_io import load_weights, read_ensemble, write_ensemble
 from trustml.uq._fit_loop import split_validation, train_members
 from trustml.uq._heads import HeadSpec, Homoscedastic, build_member, explain_head, member_outputs
+from trustml.uq._lanes import split_lanes
 from trustml.uq._member_parts import merge_parts
 from trustml.uq._source import Source
 from trustml.uq._vectorized import build_engine
@@ -211,11 +212,12 @@ class DeepEnsemble(UncertaintyEstimator):
         *,
         epochs: int = 20,
         batch_size: int = 64,
-        lr: float = 1e-3,
-        weight_decay: float = 0.0,
+        lr: float | Sequence[float] = 1e-3,
+        weight_decay: float | Sequence[float] = 0.0,
         validation: float = 0.0,
         patience: int | None = None,
         progress: bool | None = None,
+        nonfinite: str = "raise",
     ) -> dict[str, Any]:
         """Train only the members ``member_indices`` (for distributed runs).
 
@@ -224,7 +226,11 @@ class DeepEnsemble(UncertaintyEstimator):
         member_indices : iterable of int
             Distinct indices in ``0..members-1``.
         x, y, **options
-            As for :meth:`fit`.
+            As for :meth:`fit`; ``lr`` and ``weight_decay`` may also give one value per member
+            of ``member_indices`` (a hyper-parameter search trains trials as lanes).
+        nonfinite : {"raise", "stop"}, default "raise"
+            A member whose training loss becomes non-finite raises, or (``"stop"``) stops
+            with its weights as they are while the others train on.
 
         Returns
         -------
@@ -240,6 +246,10 @@ class DeepEnsemble(UncertaintyEstimator):
             raise ValueError(
                 f"Expected distinct member indices in 0..{self.members - 1}, got {ids}"
             )
+        self._check_argument("_fit_members", "nonfinite", nonfinite, [Options(("raise", "stop"))])
+        lr, weight_decay, lanes = split_lanes(
+            f"{type(self).__name__}.fit", len(ids), lr, weight_decay
+        )
         settings = self._train_settings(
             epochs=epochs,
             batch_size=batch_size,
@@ -287,6 +297,8 @@ class DeepEnsemble(UncertaintyEstimator):
                 settings=settings,
                 device=device,
                 labels=ids,
+                lanes=lanes,
+                nonfinite=nonfinite,
             )
             engine.write_back(modules)
         return {
