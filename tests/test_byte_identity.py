@@ -68,6 +68,8 @@ def shrink(raw: dict[str, Any]) -> dict[str, Any]:
         if "samples" in m:
             m["samples"] = 4
         m.setdefault("train", {})["epochs"] = 1
+        if "search" in m:  # a short search: one generation of 4 trials
+            m["search"].update(trials=4, generation=4)
     if raw.get("acquisition"):  # one short campaign per strategy
         raw["acquisition"].update(initial=10, step=5, rounds=1, repeats=1, epochs=1)
     if raw.get("attribution"):

@@ -15,6 +15,7 @@ CASES = [
     "hep_jet_images",
     "enso_forecasting",
     "climate_labeling_campaign",
+    "cosmology_search",
 ]
 
 

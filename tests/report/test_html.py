@@ -79,8 +79,8 @@ def test_largest_supported_report_is_under_5_mb():
 def test_sections_appear_in_order(full):
     assert full.section_ids == ALL_SECTIONS
     assert full.nav_targets == ALL_SECTIONS
-    # the fixture has no labeling campaign and no shift ladder: every other section, in page order
-    absent = {"acquisition", "shift"}
+    # the fixture has no labeling campaign, shift ladder or search: every other section, in order
+    absent = {"acquisition", "shift", "search"}
     assert [sid for sid, _ in SECTIONS if sid not in absent][: len(ALL_SECTIONS)] == ALL_SECTIONS
 
 

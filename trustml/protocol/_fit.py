@@ -19,6 +19,7 @@ from trustml.distributed import Comm
 from trustml.protocol import _methods
 from trustml.protocol._parallel import predict_sharded
 from trustml.protocol._plan import Plan
+from trustml.protocol._search import fit_default
 from trustml.protocol._shifts import predict_ladders
 from trustml.protocol._stages import run_stage
 from trustml.protocol.schema import Protocol
@@ -50,6 +51,9 @@ class Trained:
     ladders : dict
         Shift ladder name -> per level, method label -> its raw predictive (``None`` off
         rank 0).
+    defaults : dict
+        Label of a method with a hyper-parameter search -> the (calibration, test) raw
+        predictives of the plain default-configuration ensemble it is compared with.
     timings : dict
         ``"<label>.fit"`` and ``"<label>.predict"`` -> seconds.
     """
@@ -59,6 +63,7 @@ class Trained:
     shifts: dict[str, Predictive | None]
     timings: dict[str, float]
     ladders: dict[str, list[dict[str, Predictive | None]]] = field(default_factory=dict)
+    defaults: dict[str, tuple[Predictive | None, Predictive | None]] = field(default_factory=dict)
 
 
 def fit_and_predict(
@@ -78,14 +83,16 @@ def fit_and_predict(
     timings: dict[str, float] = {}
     models: dict[str, Any] = {}
     predictions: dict[str, Predictions] = {}
+    defaults: dict[str, tuple[Predictive | None, Predictive | None]] = {}
     train = ds.subset(splits["train"])
+    validation = ds.subset(splits["validation"]) if "validation" in splits else None
     for i, spec in enumerate(protocol.methods):
         t0 = time.perf_counter()
         with run_stage(f"training {spec.name!r}"):
             model = _methods.fit_method(
                 protocol, i, train=train, make_model=plan.make_model, device=plan.device,
                 fingerprint=fingerprint, comm=comm, checkpoint_dir=checkpoint_dir,
-                progress=progress,
+                progress=progress, validation=validation,
             )  # fmt: skip
         t1 = time.perf_counter()
         opts = _methods.predict_options(spec)
@@ -97,6 +104,15 @@ def fit_and_predict(
         models[spec.name] = model
         timings[f"{spec.name}.fit"] = round(t1 - t0, 2)
         timings[f"{spec.name}.predict"] = round(time.perf_counter() - t1, 2)
+        if spec.search is not None:
+            t2 = time.perf_counter()
+            with run_stage(f"training the default ensemble {spec.name!r} is compared with"):
+                defaults[spec.name] = fit_default(
+                    protocol, i, ds=ds, splits=splits, make_model=plan.make_model,
+                    device=plan.device, fingerprint=fingerprint, comm=comm,
+                    checkpoint_dir=checkpoint_dir, progress=progress,
+                )  # fmt: skip
+            timings[f"{spec.name}.default"] = round(time.perf_counter() - t2, 2)
     primary = protocol.primary
     with run_stage("predicting the shifted test sets"):
         shifts = {
@@ -115,4 +131,4 @@ def fit_and_predict(
         with run_stage("predicting the shift ladders"):
             ladders = predict_ladders(protocol, plan.ladders, models, comm)
         timings["ladders.predict"] = round(time.perf_counter() - t0, 2)
-    return Trained(models, predictions, shifts, timings, ladders)
+    return Trained(models, predictions, shifts, timings, ladders, defaults)

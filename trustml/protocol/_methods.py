@@ -27,6 +27,7 @@ from trustml.exceptions import ProtocolError
 from trustml.models import dropout_rates
 from trustml.protocol._network import model_factory
 from trustml.protocol._parallel import train_ensemble
+from trustml.protocol._search import fit_search
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.seeding import child
 
@@ -61,6 +62,7 @@ class FitJob:
     comm: Comm
     checkpoint_dir: Path | None
     progress: bool
+    validation: BaseDataset | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def fit_method(
     checkpoint_dir: Path | None,
     progress: bool,
     seed: Any = None,
+    validation: BaseDataset | None = None,
 ) -> Any:
     """Fit uncertainty method ``i`` of the protocol on the training split.
 
@@ -123,7 +126,7 @@ def fit_method(
     spec = protocol.methods[i]
     if seed is None:
         seed = protocol.seed if i == 0 else child(protocol.seed, f"method/{spec.name}")
-    job = FitJob(train, make_model, device, fingerprint, comm, checkpoint_dir, progress)
+    job = FitJob(train, make_model, device, fingerprint, comm, checkpoint_dir, progress, validation)
     return METHODS[spec.method].fit(protocol, i, seed, job)
 
 
@@ -186,6 +189,8 @@ def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
     from trustml.uq import DeepEnsemble
 
     spec, t = protocol.methods[i], protocol.methods[i].train
+    if spec.search is not None:
+        return fit_search(protocol, i, seed, job)
     key = run_key(
         {
             "seed": protocol.seed,

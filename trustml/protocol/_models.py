@@ -43,6 +43,7 @@ from trustml.protocol._names import (
     UNCERTAINTY_QUANTITIES,
     task_metrics,
 )
+from trustml.protocol._search_spec import SearchSpec
 
 __all__ = [
     "AcquisitionSpec",
@@ -100,6 +101,7 @@ UNCERTAINTY_KEYS: dict[str, tuple[str, ...]] = {
     "hessian": ("laplace",),
     "prior_precision": ("laplace",),
     "pred": ("laplace",),
+    "search": ("deep_ensemble",),
 }
 #: Posterior-predictive draws when ``samples`` is not given (NUTS: every kept draw).
 DEFAULT_SAMPLES = {"bayes_svi": 100, "mc_dropout": 50, "bayes_nuts": None, "laplace": 50}
@@ -129,6 +131,8 @@ class UncertaintySpec(StrictModel):
     hessian: Literal["kron", "diag", "full"] = "kron"
     prior_precision: Literal["marglik", "gridsearch"] | PositiveFloat = "marglik"
     pred: Literal["glm", "nn"] = "glm"
+    # deep_ensemble: build the members by a hyper-parameter search (needs data.split.validation)
+    search: SearchSpec | None = None
 
     @property
     def name(self) -> str:
@@ -146,6 +150,8 @@ class UncertaintySpec(StrictModel):
         for key, methods in UNCERTAINTY_KEYS.items():
             if self.method in methods:
                 value = getattr(self, key)
+                if key == "search" and value is None:
+                    continue  # a plain ensemble's settings are as before
                 out[key] = value.model_dump() if isinstance(value, BaseModel) else value
         if self.method in DEFAULT_SAMPLES:
             out["samples"] = self.draws
@@ -308,6 +314,15 @@ class Protocol(StrictModel):
                         f"{where}.{key}",
                         f"does not apply to method {spec.method!r} (it applies to "
                         f"{', '.join(UNCERTAINTY_KEYS[key])})",
+                    )
+            if spec.search is not None:
+                spec.search.check(where, self.task, spec.members)
+                if self.data.split.validation is None:
+                    raise KeyedError(
+                        "data.split.validation",
+                        f"{where}.search selects members on a validation split of its own (never "
+                        "the calibration or test split); add e.g. validation: 0.1 to data.split "
+                        "and lower the other fractions",
                     )
             if spec.name in labels:
                 raise KeyedError(

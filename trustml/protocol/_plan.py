@@ -24,6 +24,7 @@ from trustml.exceptions import ProtocolError, TrustmlInputError
 from trustml.protocol import _methods, _sizes
 from trustml.protocol._calibrate import check_available
 from trustml.protocol._network import model_factory
+from trustml.protocol._search import check_search
 from trustml.protocol._shifts import Ladder, load_ladders
 from trustml.protocol._stages import run_stage
 from trustml.protocol.schema import HDF5Source, Protocol
@@ -267,6 +268,7 @@ def make_plan(protocol: Protocol, base_dir: Path, comm: Comm) -> Plan:
     probe = _check_model(protocol, make_model, ds, splits["train"], output_dim)
     for i in range(len(protocol.methods)):
         _methods.check_method(protocol, i, probe)
+        check_search(protocol, i, tuple(ds.input_shape), output_dim)
     shifts = _load_shifts(protocol, base_dir, ds)
     ladders = load_ladders(protocol, ds, splits["test"])
     return Plan(ds, splits, make_model, output_dim, n_targets, names, device, shifts, ladders)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from trustml import results_keys as rk
-from trustml.protocol import _methods
+from trustml.protocol import _methods, _search
 from trustml.protocol._calibrate import Calibrated, calibrate
 from trustml.protocol._data_spec import parse_criterion
 from trustml.protocol._fit import Predictions, Trained
@@ -249,6 +249,15 @@ def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
         part["index"] = i  # results.json sorts keys: this keeps the protocol's order
         model = trained.models[spec.name]
         part["history"] = _methods.history(model)
+        search = _search.record(model)
+        if search is not None:
+            search["comparison"] = _search.score_comparison(
+                protocol, part["metrics"],
+                (trained.predictions[spec.name].calibration, trained.predictions[spec.name].test),
+                trained.defaults[spec.name], y_cal, y_test,
+                search["selection"]["best_single"], spec.members,
+            )  # fmt: skip
+            part["search"] = search
         diag = _methods.diagnostics(model, ds.read(splits["test"][:4])[0], spec.draws)
         if diag is not None:
             part["diagnostics"] = diag

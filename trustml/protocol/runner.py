@@ -34,6 +34,7 @@ from trustml.protocol._attribution import attribute_and_check
 from trustml.protocol._fit import fit_and_predict
 from trustml.protocol._parallel import write_shared
 from trustml.protocol._plan import Plan, dataset_fingerprint, make_plan
+from trustml.protocol._search import trial_times
 from trustml.protocol._shifts import examples_source, shift_metrics
 from trustml.protocol._stages import claimed, left_behind, run_stage
 from trustml.protocol._summary import summarize
@@ -239,6 +240,9 @@ def _execute(
             command=command, protocol_dir=base_dir, world_size=comm.size, timings=timings,
             wall_time_s=round(time.perf_counter() - started, 2),
         )  # fmt: skip
+        search_times = trial_times(trained.models)
+        if search_times:  # per-trial wall times (results.json holds none)
+            manifest["search_trial_s"] = search_times
         extras = {}
         if outdir is not None:  # the posteriors of Bayesian methods, for ArviZ users
             for label, model in trained.models.items():

@@ -3,7 +3,8 @@
 REFORMS (Kapoor et al., "REFORMS: Consensus-based recommendations for machine-learning-based
 science", Science Advances 10, eadk3452, 2024) lists 32 items, in eight modules, that a paper
 using machine learning as scientific evidence should report. Some of them a trustml run covers by
-itself (data fingerprint, splits, metrics with intervals, reproduction commands); the rest only
+itself (data fingerprint, splits, metrics with intervals, reproduction commands, and how a
+searched ensemble was tuned and selected, from its search record); the rest only
 the author can supply, through the protocol's free-text ``claims:`` and ``limitations:``.
 
 The item wording below is trustml's own paraphrase, not the checklist's text; the numbering
@@ -16,7 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from trustml.report import _ladders
+from trustml.report import _ladders, _search
 
 __all__ = ["ITEMS", "ChecklistItem", "crosswalk"]
 
@@ -120,6 +121,30 @@ def _baselines(s, m, p, sections) -> Where:
     if "performance" in sections and (_has(s, "reference") or _has(s, "baseline_metrics")):
         return ("trivial reference predictors scored on the same test split", "performance")
     return None
+
+
+def _per_search(s: Mapping[str, Any], clause: Callable[[Mapping[str, Any]], str]) -> str:
+    """``clause`` of each searched method's record, prefixed with its label when several are."""
+    found = _search.searches(s)
+    if len(found) == 1:
+        text = clause(next(iter(found.values())))
+        return text[:1].upper() + text[1:]
+    return "; ".join(f"{label}: {clause(record)}" for label, record in found.items())
+
+
+def _selected(s, m, p, sections) -> Where:
+    if "search" not in sections or not _search.searches(s):
+        return None
+    splits = _data(s).get("splits")
+    n = splits.get("validation") if isinstance(splits, Mapping) else None
+    return (_per_search(s, lambda r: _search.selection_phrase(r, n)), "search")
+
+
+def _tuned(s, m, p, sections) -> Where:
+    if "search" not in sections or not _search.searches(s):
+        return None
+    text = _per_search(s, lambda r: _search.tuning_phrase(r, s.get("seed")))
+    return (f"{text}; every trial is listed", "search")
 
 
 def _train_only(s, m, p, sections) -> Where:
@@ -227,8 +252,8 @@ ITEMS: tuple[ChecklistItem, ...] = (
     ChecklistItem("5a", _M5, "Describe every model that was trained.", _C, _models),
     ChecklistItem("5b", _M5, "Justify the choice of model types.", _C),
     ChecklistItem("5c", _M5, "Describe how the models were evaluated, including train/test splits or folds.", _C, _evaluation),
-    ChecklistItem("5d", _M5, "Describe how the reported model was selected.", _C),
-    ChecklistItem("5e", _M5, "Describe how hyperparameters were tuned.", _C),
+    ChecklistItem("5d", _M5, "Describe how the reported model was selected.", _C, _selected),
+    ChecklistItem("5e", _M5, "Describe how hyperparameters were tuned.", _C, _tuned),
     ChecklistItem("5f", _M5, "Argue that the models are compared against appropriate baselines.", _C, _baselines),
     ChecklistItem("6a", _M6, "Show that preprocessing and modelling used only training data, never test data.", _C, _train_only),
     ChecklistItem("6b", _M6, "Describe how dependencies and duplicates between training and test data were handled.", _C, _duplicates),

@@ -8,7 +8,8 @@ symmetric diverging map for signed values). Several methods compared in one run 
 the same colour everywhere: the ``i``-th method gets ``OKABE_ITO[i]``.
 
 One module per report section that draws: :mod:`.training`, :mod:`.calibration`,
-:mod:`.uncertainty`, :mod:`.shift`, :mod:`.checks`, :mod:`.attribution` and :mod:`.acquisition`;
+:mod:`.uncertainty`, :mod:`.shift`, :mod:`.checks`, :mod:`.attribution`, :mod:`.search` and
+:mod:`.acquisition`;
 shared pieces in :mod:`._base`.
 """
 
@@ -44,6 +45,7 @@ from trustml.report.figures.calibration import (
     reliability_diagram,
 )
 from trustml.report.figures.checks import check_curves, check_field, has_check_curves
+from trustml.report.figures.search import has_search_trials, search_trials
 from trustml.report.figures.shift import (
     LadderBound,
     LadderLine,
@@ -92,6 +94,7 @@ __all__ = [
     "has_ladder_curves",
     "has_learning_curves",
     "has_pit_histograms",
+    "has_search_trials",
     "has_spread_skill",
     "has_training_curves",
     "has_uncertainty_under_shift",
@@ -103,6 +106,7 @@ __all__ = [
     "predicted_vs_true",
     "predictive_entropy",
     "reliability_diagram",
+    "search_trials",
     "slice_note",
     "spread_skill",
     "strategy_colours",
