@@ -1,6 +1,6 @@
 """Hyper-parameter search that builds the ensemble: lane-batched trials, and what the search buys.
 
-    python -m benchmarks.hpo_ensemble [--trials 16] [--members 5] [--epochs 4] [--n 1024] [--repeats 2]
+    python -m benchmarks.hpo_ensemble [--trials 16] [--members 5] [--epochs 8] [--n 2048] [--repeats 3] [--generation 16]
 
 On ``cosmology2d`` (split 60/20/20 into train, validation, test) a ``trustml.search``
 ``EnsembleSearch`` over learning rate, weight decay and the CNN's hidden width runs ``--trials``
@@ -50,7 +50,14 @@ def _scores(pred: Any, y: np.ndarray, seed: int) -> dict[str, Any]:
 
 
 def run(
-    trials: int, members: int, epochs: int, n: int, size: int, device: str, repeats: int
+    trials: int,
+    members: int,
+    epochs: int,
+    n: int,
+    size: int,
+    device: str,
+    repeats: int,
+    generation: int,
 ) -> None:
     import trustml.models as tmm
     from trustml.data import load_builtin, split_indices
@@ -71,7 +78,7 @@ def run(
         with tempfile.TemporaryDirectory() as folder:
             return EnsembleSearch(
                 build, SPACE, members=members, trials=trials, seed=0, training=training,
-                folder=folder, device=device, progress=False,
+                folder=folder, device=device, progress=False, generation=generation,
             ).fit(train, val)  # fmt: skip
 
     def one_at_a_time(record: dict[str, Any]) -> None:
@@ -141,7 +148,7 @@ def run(
         quality=quality,
         settings={
             "trials": trials, "members": members, "epochs": epochs, "n": n, "size": size,
-            "device": device, "repeats": repeats, "space": SPACE, "lane_groups": len(record["groups"]),
+            "device": device, "repeats": repeats, "generation": generation, "space": SPACE, "lane_groups": len(record["groups"]),
             "selection": record["selection"],
         },
     )  # fmt: skip
@@ -158,13 +165,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=16)
     p.add_argument("--members", type=int, default=5)
-    p.add_argument("--epochs", type=int, default=4)
-    p.add_argument("--n", type=int, default=1024)
+    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument("--n", type=int, default=2048)
     p.add_argument("--size", type=int, default=32)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--generation", type=int, default=16, help="trials proposed (and laned) together")
     a = p.parse_args()
-    run(a.trials, a.members, a.epochs, a.n, a.size, a.device, a.repeats)
+    run(a.trials, a.members, a.epochs, a.n, a.size, a.device, a.repeats, a.generation)
 
 
 if __name__ == "__main__":
