@@ -19,6 +19,7 @@ def test_public_names():
             "CorruptedDataset",
             "DataError",
             "HDF5Dataset",
+            "ShardedHDF5Dataset",
             "builtin_names",
             "channel_stats",
             "check_targets_vary",

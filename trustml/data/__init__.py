@@ -1,4 +1,4 @@
-"""Data layer: HDF5 and in-memory datasets, builtin datasets, splits and fingerprints.
+"""Data layer: HDF5 (one file or many shards) and in-memory datasets, builtins, splits, fingerprints.
 
 Datasets with a known ground truth (the ``climate`` and ``jets`` builtins) also serve masks of
 where the signal is, ``read_masks(indices)``, for checking explanations.
@@ -25,6 +25,7 @@ from trustml.data._array import ArrayDataset
 from trustml.data._base import BaseDataset
 from trustml.data._builtin import builtin_names, export_builtin, load_builtin
 from trustml.data._hdf5 import HDF5Dataset
+from trustml.data._sharded import ShardedHDF5Dataset
 from trustml.data._splits import split_indices, temporal_split_indices
 from trustml.data.corruptions import CORRUPTIONS, CorruptedDataset, channel_stats, corrupt
 from trustml.exceptions import DataError
@@ -36,6 +37,7 @@ __all__ = [
     "BaseDataset",
     "DataError",
     "HDF5Dataset",
+    "ShardedHDF5Dataset",
     "builtin_names",
     "check_targets_vary",
     "channel_stats",

@@ -179,12 +179,25 @@ def check_examples_source(source: str, shifts: dict[str, ShiftSpec]) -> Criterio
 
 
 class HDF5Source(StrictModel):
-    """``data.hdf5``: where the arrays are inside an HDF5 file."""
+    """``data.hdf5``: one HDF5 file (``path``) or many with the same layout (``files``).
 
-    path: str
+    ``files`` is a glob pattern (``"shards/*.h5"``) or a list of paths; the files are read in
+    sorted order as one dataset. Relative paths are relative to the protocol file's folder.
+    """
+
+    path: str | None = None
+    files: (
+        Annotated[str, Field(min_length=1)] | Annotated[list[str], Field(min_length=1)] | None
+    ) = None
     inputs: str = "/x"
     targets: str = "/y"
     groups: str | None = None
+
+    @model_validator(mode="after")
+    def _one_location(self) -> HDF5Source:
+        if (self.path is None) == (self.files is None):
+            raise ValueError("give exactly one of 'path' (one file) or 'files' (many shards)")
+        return self
 
 
 class Split(StrictModel):

@@ -15,6 +15,7 @@ import torch
 from trustml.data import (
     BaseDataset,
     HDF5Dataset,
+    ShardedHDF5Dataset,
     check_targets_vary,
     load_builtin,
     split_indices,
@@ -79,6 +80,19 @@ def _device(protocol: Protocol, comm: Comm) -> torch.device:
 
 
 def _open_hdf5(h: HDF5Source, base_dir: Path) -> BaseDataset:
+    if h.files is not None:
+        # No index cache yet: make_plan does not know the output folder, so every run scans
+        # each shard's header once (the cache belongs in OUT/checkpoints/data_index.json).
+        files = [h.files] if isinstance(h.files, str) else h.files
+        paths = [str(p if Path(p).is_absolute() else base_dir / p) for p in files]
+        return ShardedHDF5Dataset(
+            paths[0] if isinstance(h.files, str) else paths,
+            inputs=h.inputs,
+            targets=h.targets,
+            groups=h.groups,
+            validate=True,
+        )
+    assert h.path is not None  # HDF5Source holds exactly one of path or files
     path = Path(h.path)
     if not path.is_absolute():
         path = base_dir / path

@@ -237,6 +237,9 @@ def _describe_data(protocol: Any, base_dir: Path) -> str:
         options = getattr(spec, "options", None) or {}
         extra = f" with options {json.dumps(options, sort_keys=True)}" if options else ""
         return f"builtin dataset {spec.builtin!r}{extra}"
+    if spec.hdf5.path is None:  # many files: the glob or the list, as the protocol gives it
+        files = spec.hdf5.files
+        return f"HDF5 files {files!r} (relative to {base_dir})"
     path = Path(spec.hdf5.path)
     return str(path if path.is_absolute() else base_dir / path)
 

@@ -1,0 +1,401 @@
+"""Datasets spread over many HDF5 files (shards), read as one index."""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import json
+import os
+import tempfile
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from trustml.data._base import BaseDataset
+from trustml.data._checks import (
+    check_groups,
+    check_input_meta,
+    check_layout,
+    check_target_meta,
+    one_line,
+)
+from trustml.data._hdf5 import _dataset, _read_groups, _show
+from trustml.exceptions import DataError
+
+__all__ = ["ShardedHDF5Dataset"]
+
+_INDEX_FORMAT = "trustml-shard-index-1"
+#: Chunk cache per open dataset; smaller than HDF5Dataset's because many files may be open.
+_CACHE_BYTES = 4 << 20
+
+
+class ShardedHDF5Dataset(BaseDataset):
+    """A dataset spread over many HDF5 files with the same layout, read as one index.
+
+    Files are taken in sorted order (of their paths) and concatenated: sample ``i`` is row
+    ``i - start[k]`` of file ``k``, where ``start`` holds the cumulative file lengths. Each file
+    holds from one sample to many; the arrays of every file must have the shapes (apart from
+    the sample axis) and dtypes of the first file's.
+
+    Start-up opens each file once to read its arrays' lengths, shapes and dtypes (and the
+    group ids); with ``index_cache`` that index is saved as JSON, keyed by the files' paths,
+    sizes and modification times, and a later construction over unchanged files opens none.
+    Files are opened lazily on read, in each process, and at most ``max_open`` stay open (the
+    least recently used is closed), so thousands of shards do not exhaust file descriptors.
+    Handles are dropped on pickling, as for :class:`HDF5Dataset`.
+
+    Parameters
+    ----------
+    files : str, path-like or sequence of them
+        A glob pattern (``"shards/*.h5"``, expanded and sorted), one file, or a list of files
+        (sorted too).
+    inputs, targets : str
+        Dataset keys of the inputs ``(N_k, *input_shape)`` and targets ``(N_k,)`` or
+        ``(N_k, D)`` in each file, as for :class:`HDF5Dataset`.
+    groups : str, optional
+        Dataset key of ``(N_k,)`` integer or string group ids in each file, concatenated.
+    index_cache : path-like, optional
+        JSON file for the index (e.g. ``OUT/checkpoints/data_index.json``); rebuilt when the
+        set of files, a size or a modification time differs, or the keys changed.
+    validate : bool
+        Also scan every value for NaN/inf (and negative class labels) now, streamed.
+    max_open : int
+        Most files kept open at once per process.
+
+    Attributes
+    ----------
+    files : list of pathlib.Path
+        The shards in index order.
+    lengths : numpy.ndarray of shape (n_files,), int64
+        Samples per file.
+    keys : dict
+        ``{"inputs": ..., "targets": ..., "groups": ...}`` as given.
+
+    Raises
+    ------
+    DataError
+        One line naming the file: no file matches, a missing file, a file that is not HDF5 or
+        is corrupt, a missing key, or arrays whose shape or dtype differ from the first file's.
+
+    Notes
+    -----
+    Ground-truth masks are not supported for sharded data. A read groups the sorted indices by
+    file and reads each file's rows at once (one slice when they are dense, else one point
+    selection).
+
+    Examples
+    --------
+    >>> ds = ShardedHDF5Dataset("shards/*.h5", inputs="/x", targets="/y", groups="/run")
+    >>> x, y = ds.read(np.arange(64))
+    """
+
+    def __init__(
+        self,
+        files: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+        inputs: str = "/x",
+        targets: str = "/y",
+        groups: str | None = None,
+        index_cache: str | os.PathLike[str] | None = None,
+        *,
+        validate: bool = True,
+        max_open: int = 32,
+    ) -> None:
+        if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
+            raise ValueError(f"Expected max_open >= 1, got {max_open!r}")
+        self.files, described = _expand(files)
+        self.keys: dict[str, str | None] = {"inputs": inputs, "targets": targets, "groups": groups}
+        self._max_open = max_open
+        self._open_files: OrderedDict[int, tuple[h5py.File, dict[str, h5py.Dataset]]]
+        self._open_files = OrderedDict()
+        self._pid: int | None = None
+        stats = [_stat(p) for p in self.files]
+        cache = None if index_cache is None else Path(index_cache)
+        index = _load_index(cache, self.files, stats, self.keys)
+        if index is None:
+            index = self._build_index(stats)
+            if cache is not None:
+                _save_index(cache, index)
+        self.lengths = np.array([f["n"] for f in index["files"]], dtype=np.int64)
+        self._starts = np.r_[0, np.cumsum(self.lengths)].astype(np.int64)
+        n = int(self._starts[-1])
+        g = None
+        if groups is not None:
+            g = check_groups(
+                np.concatenate([np.asarray(v) for v in index["groups"]]),
+                n,
+                prefix=described,
+                name=_show(groups),
+            )
+        self._init_meta(
+            n_samples=n,
+            input_shape=index["input_shape"],
+            input_dtype=np.dtype(index["input_dtype"]),
+            target_shape=index["target_shape"],
+            target_dtype=np.dtype(index["target_dtype"]),
+            groups=g,
+            source=f"hdf5:{described}",
+            layout=index["layout"],
+            names=index["target_names"],
+            prefix=described,
+            input_name=_show(inputs),
+            target_name=_show(targets),
+        )
+        if validate:
+            self.validate()
+
+    # -- the index ----------------------------------------------------------------------------
+    def _build_index(self, stats: list[tuple[int, int]]) -> dict[str, Any]:
+        xkey, ykey, gkey = self.keys["inputs"], self.keys["targets"], self.keys["groups"]
+        assert xkey is not None and ykey is not None
+        xname, yname = _show(xkey), _show(ykey)
+        entries: list[dict[str, Any]] = []
+        group_lists: list[list[Any]] = []
+        first: dict[str, Any] = {}
+        layout: str | None = None
+        names: list[str] | None = None
+        for path, (size, mtime) in zip(self.files, stats, strict=True):
+            prefix = str(path)
+            with _open_h5(path) as f:
+                xds, yds = _dataset(f, xkey, prefix), _dataset(f, ykey, prefix)
+                check_input_meta(xds.shape, xds.dtype, prefix=prefix, name=xname)
+                n = int(xds.shape[0])
+                check_target_meta(
+                    yds.shape, yds.dtype, n, prefix=prefix, name=yname, input_name=xname
+                )
+                meta = {
+                    "input_shape": [int(s) for s in xds.shape[1:]],
+                    "input_dtype": xds.dtype.str,
+                    "target_shape": [int(s) for s in yds.shape[1:]],
+                    "target_dtype": yds.dtype.str,
+                }
+                if not first:
+                    first = dict(meta, file=prefix)
+                    layout = check_layout(
+                        xds.attrs.get("layout"), xds.ndim, prefix=prefix, name=xname
+                    )
+                    declared = yds.attrs.get("target_names")
+                    if declared is not None:
+                        names = [
+                            v.decode() if isinstance(v, bytes) else str(v)
+                            for v in np.atleast_1d(declared)
+                        ]
+                else:
+                    _same_layout(prefix, meta, first, xname, yname)
+                if gkey is not None:
+                    g = _read_groups(_dataset(f, gkey, prefix), n, prefix, _show(gkey))
+                    if group_lists and (g.dtype.kind == "U") != (first["groups_kind"] == "U"):
+                        raise DataError(
+                            f"{prefix}: {_show(gkey)} holds {_kind(g)} group ids; the first file "
+                            f"{first['file']} holds {_kind_name(first['groups_kind'])} ones"
+                        )
+                    first.setdefault("groups_kind", g.dtype.kind)
+                    group_lists.append(g.tolist())
+            entries.append({"path": str(path), "size": size, "mtime_ns": mtime, "n": n})
+        return {
+            "format": _INDEX_FORMAT,
+            "keys": self.keys,
+            "files": entries,
+            "input_shape": first["input_shape"],
+            "input_dtype": first["input_dtype"],
+            "target_shape": first["target_shape"],
+            "target_dtype": first["target_dtype"],
+            "layout": layout,
+            "target_names": names,
+            "groups": group_lists if gkey is not None else None,
+        }
+
+    # -- file handling --------------------------------------------------------------------------
+    def _dataset(self, k: int, key: str) -> h5py.Dataset:
+        if self._pid != os.getpid():  # handles inherited through fork belong to the parent
+            self._open_files = OrderedDict()
+            self._pid = os.getpid()
+        entry = self._open_files.get(k)
+        if entry is None:
+            while len(self._open_files) >= self._max_open:
+                _, (old, _) = self._open_files.popitem(last=False)
+                with contextlib.suppress(Exception):
+                    old.close()
+            entry = (_open_h5(self.files[k]), {})
+            self._open_files[k] = entry
+        else:
+            self._open_files.move_to_end(k)
+        f, handles = entry
+        if key not in handles:
+            handles[key] = _dataset(f, key, str(self.files[k]))
+        return handles[key]
+
+    def close(self) -> None:
+        """Close this process's open files (they are re-opened on the next read)."""
+        if self._pid == os.getpid():
+            for f, _ in self._open_files.values():
+                with contextlib.suppress(Exception):
+                    f.close()
+        self._open_files = OrderedDict()
+        self._pid = None
+
+    def __enter__(self) -> ShardedHDF5Dataset:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_open_files"] = OrderedDict()
+        state["_pid"] = None
+        return state
+
+    # -- reading --------------------------------------------------------------------------------
+    def _read_file(self, k: int, key: str, local: np.ndarray) -> np.ndarray:
+        lo, hi = int(local[0]), int(local[-1]) + 1
+        try:
+            ds = self._dataset(k, key)
+            if hi - lo == local.size:
+                return np.asarray(ds[lo:hi])
+            if hi - lo <= 2 * local.size:  # dense: one contiguous read beats a point selection
+                return np.asarray(ds[lo:hi])[local - lo]
+            return np.asarray(ds[local])
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"{self.files[k]}: cannot read {_show(key)} ({local.size} samples) ({one_line(exc)})"
+            ) from None
+
+    def _raw_rows(
+        self, idx: np.ndarray, *, inputs: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray]:
+        file_of = np.searchsorted(self._starts, idx, side="right") - 1
+        cuts = np.r_[0, np.flatnonzero(np.diff(file_of)) + 1, idx.size]
+        x = np.empty((idx.size, *self.input_shape), dtype=self._input_dtype) if inputs else None
+        y = np.empty((idx.size, *self._raw_target_shape), dtype=self._target_dtype)
+        xkey, ykey = self.keys["inputs"], self.keys["targets"]
+        assert xkey is not None and ykey is not None
+        for a, b in zip(cuts[:-1].tolist(), cuts[1:].tolist(), strict=True):
+            k = int(file_of[a])
+            local = idx[a:b] - self._starts[k]
+            if x is not None:
+                x[a:b] = self._read_file(k, xkey, local)
+            y[a:b] = self._read_file(k, ykey, local)
+        return x, y
+
+
+def _expand(files: Any) -> tuple[list[Path], str]:
+    """The sorted shard paths and how to name them in messages (the pattern or the folder)."""
+    if isinstance(files, str | os.PathLike):
+        text = os.fspath(files)
+        if glob.has_magic(text):
+            matches = sorted(glob.glob(text))
+            if not matches:
+                raise DataError(f"{text}: no files match this pattern")
+            return [Path(p) for p in matches], text
+        return [Path(text)], text
+    if not isinstance(files, Sequence) or not files:
+        raise TypeError(
+            "Expected files to be a glob pattern, a path or a non-empty list of paths, "
+            f"got {files!r}"
+        )
+    for p in files:
+        if not isinstance(p, str | os.PathLike):
+            raise TypeError(f"Expected each file to be a path, got {p!r}")
+    paths = sorted(Path(p) for p in files)
+    for a, b in zip(paths, paths[1:], strict=False):
+        if a == b:
+            raise DataError(f"{a}: listed twice in files")
+    shown = str(paths[0]) if len(paths) == 1 else f"{paths[0]} .. {paths[-1]} ({len(paths)} files)"
+    return paths, shown
+
+
+def _stat(path: Path) -> tuple[int, int]:
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot access ({exc.strerror or one_line(exc)})") from None
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an HDF5 file")
+    return int(st.st_size), int(st.st_mtime_ns)
+
+
+def _open_h5(path: Path) -> h5py.File:
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    try:
+        if not h5py.is_hdf5(path):
+            raise DataError(
+                f"{path}: not an HDF5 file (no HDF5 signature; corrupt or another format)"
+            )
+        return h5py.File(path, "r", rdcc_nbytes=_CACHE_BYTES)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # h5py raises OSError (or others) for corrupt/truncated files
+        raise DataError(
+            f"{path}: cannot open as HDF5, the file is corrupt or truncated ({one_line(exc)})"
+        ) from None
+
+
+def _same_layout(
+    prefix: str, meta: dict[str, Any], first: dict[str, Any], xname: str, yname: str
+) -> None:
+    for what, name in (("input", xname), ("target", yname)):
+        shape, dtype = meta[f"{what}_shape"], np.dtype(meta[f"{what}_dtype"])
+        shape0, dtype0 = first[f"{what}_shape"], np.dtype(first[f"{what}_dtype"])
+        if shape != shape0 or dtype != dtype0:
+            raise DataError(
+                f"{prefix}: {name} has samples of shape {shape} and dtype {dtype}; the first "
+                f"file {first['file']} has shape {shape0} and dtype {dtype0}"
+            )
+
+
+def _kind(g: np.ndarray) -> str:
+    return _kind_name(g.dtype.kind)
+
+
+def _kind_name(kind: str) -> str:
+    return "string" if kind == "U" else "integer"
+
+
+def _load_index(
+    cache: Path | None, files: list[Path], stats: list[tuple[int, int]], keys: dict[str, Any]
+) -> dict[str, Any] | None:
+    """The cached index when it matches the files (paths, sizes, mtimes) and keys, else None."""
+    if cache is None or not cache.is_file():
+        return None
+    try:
+        index = json.loads(cache.read_text(encoding="utf-8"))
+        entries = index["files"]
+        fresh = (
+            index.get("format") == _INDEX_FORMAT
+            and index.get("keys") == keys
+            and len(entries) == len(files)
+            and all(
+                e["path"] == str(p) and e["size"] == s and e["mtime_ns"] == m
+                for e, p, (s, m) in zip(entries, files, stats, strict=True)
+            )
+        )
+    except (OSError, ValueError, KeyError, TypeError):
+        return None  # an unreadable or foreign cache is rebuilt, never trusted
+    return index if fresh else None
+
+
+def _save_index(cache: Path, index: dict[str, Any]) -> None:
+    # Written atomically so concurrent ranks never read half a file; a cache that cannot be
+    # written only costs the next start-up a re-scan, so it is not an error.
+    with contextlib.suppress(OSError):
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{cache.name}.", suffix=".tmp", dir=cache.parent)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as out:
+                json.dump(index, out)
+            os.replace(tmp, cache)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
