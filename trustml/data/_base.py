@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from trustml.data._fingerprint import block_bounds, resolve_mode, sampled_fingerprint
 from trustml.exceptions import DataError
 from trustml.utils.hashing import sha256_update_array
 from trustml.utils.validation import check_positive_int
@@ -319,19 +320,81 @@ class BaseDataset(Dataset, abc.ABC):
         return m.reshape(idx.size, *self.mask_shape) != 0
 
     # -- integrity ------------------------------------------------------------------------
-    def fingerprint(self) -> str:
-        """Hex sha256 of the data: inputs, targets, groups, with their shapes and dtypes.
+    def fingerprint(self, mode: str = "full", *, seed: int = 0, sample_chunks: int = 64) -> str:
+        """A fingerprint of the data: every byte (``"full"``) or its structure and a sample.
 
-        Ground-truth masks are not part of it (they are what explanations are checked
-        against, not what a model sees). Streamed in chunks. It depends only on the array values, shapes and stored dtypes
-        (canonical little-endian), not on the file, HDF5 chunking, compression or byte order,
-        so an :class:`ArrayDataset` and the HDF5 file it was exported to hash the same.
+        Parameters
+        ----------
+        mode : {"full", "sampled", "auto"}
+            ``"full"``: hex sha256 of inputs, targets and groups with their shapes and dtypes,
+            streamed over every row. ``"sampled"``: ``"sampled-v1:"`` + hex sha256 of the
+            structure (shapes, dtypes, groups; per HDF5 file its name, size and dataset
+            metadata) and of at most ``sample_chunks`` seeded blocks of whole chunks; see
+            :mod:`trustml.data._fingerprint` for what it does not detect. ``"auto"``:
+            ``"sampled"`` when :meth:`stored_bytes` exceeds 10 GB, else ``"full"``.
+        seed : int
+            Seed of the sampled blocks (sampled only).
+        sample_chunks : int
+            Most blocks read (sampled only), whatever the size of the data.
+
+        Returns
+        -------
+        str
+            The two modes never give the same value (the sampled one carries its prefix).
+
+        Notes
+        -----
+        Ground-truth masks are not part of either (they are what explanations are checked
+        against, not what a model sees). The full value depends only on the array values,
+        shapes and stored dtypes (canonical little-endian), not on the file, HDF5 chunking,
+        compression or byte order, so an :class:`ArrayDataset` and the HDF5 file it was
+        exported to hash the same. The sampled value depends on the files' layout too, and
+        not on their modification times or folders, so a copy of the files hashes the same.
+
+        Examples
+        --------
+        >>> ds.fingerprint()  # every byte, as trustml has always done
+        >>> ds.fingerprint("auto")  # sampled above 10 GB
         """
-        hx, hy = hashlib.sha256(), hashlib.sha256()
-        for _, x, y in self._stream():
-            assert x is not None  # streamed with inputs
-            sha256_update_array(hx, x)
-            sha256_update_array(hy, y)
+        resolved = self.fingerprint_plan(mode, seed=seed, sample_chunks=sample_chunks)["mode"]
+        if resolved == "sampled":
+            return sampled_fingerprint(self, seed=seed, sample_chunks=sample_chunks)
+        return self._full_fingerprint()
+
+    def fingerprint_plan(
+        self, mode: str = "full", *, seed: int = 0, sample_chunks: int = 64
+    ) -> dict[str, Any]:
+        """How :meth:`fingerprint` would hash the data, without reading any values.
+
+        Returns
+        -------
+        dict
+            ``{"mode": "full"}``, or ``{"mode": "sampled", "seed": ..., "chunks": m, "of": K,
+            "rows_per_chunk": r}``: ``m`` of the ``K`` blocks of up to ``r`` rows are read.
+        """
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ValueError(f"Expected seed to be an int >= 0, got {seed!r}")
+        check_positive_int(sample_chunks, name="sample_chunks")
+        resolved = resolve_mode(mode, self.stored_bytes())
+        if resolved == "full":
+            return {"mode": "full"}
+        bounds = self._fingerprint_bounds()
+        n_blocks = int(bounds.size - 1)
+        return {
+            "mode": "sampled",
+            "seed": seed,
+            "chunks": min(sample_chunks, n_blocks),
+            "of": n_blocks,
+            "rows_per_chunk": int(np.diff(bounds).max(initial=0)),
+        }
+
+    def stored_bytes(self) -> int:
+        """Bytes of the stored inputs and targets, from shapes and item sizes (nothing read)."""
+        row = self._input_dtype.itemsize * int(np.prod(self.input_shape, dtype=np.int64))
+        row += self._target_dtype.itemsize * int(np.prod(self._raw_target_shape, dtype=np.int64))
+        return self.n_samples * row
+
+    def _fingerprint_header(self) -> dict[str, Any]:
         header: dict[str, Any] = {
             "format": _FINGERPRINT_FORMAT,
             "inputs": {
@@ -344,13 +407,36 @@ class BaseDataset(Dataset, abc.ABC):
             },
             "groups": None,
         }
-        h = hashlib.sha256()
         if self.groups is not None:
             header["groups"] = {
                 "shape": [self.n_samples],
                 "dtype": "str" if self.groups.dtype.kind == "U" else "int64",
             }
-        h.update(json.dumps(header, sort_keys=True).encode())
+        return header
+
+    def _fingerprint_structure(self) -> bytes:
+        """Digest of what a sampled fingerprint hashes besides the sampled rows.
+
+        Here the shapes, dtypes and group ids; file-backed datasets add their files' names,
+        sizes and HDF5 metadata.
+        """
+        h = hashlib.sha256(json.dumps(self._fingerprint_header(), sort_keys=True).encode())
+        if self.groups is not None:
+            h.update(_hash_groups(self.groups))
+        return h.digest()
+
+    def _fingerprint_bounds(self) -> np.ndarray:
+        """Boundaries of the blocks a sampled fingerprint draws from: ``[0, ..., N]``."""
+        return block_bounds(np.array([0, self.n_samples], dtype=np.int64), self._chunk_rows())
+
+    def _full_fingerprint(self) -> str:
+        hx, hy = hashlib.sha256(), hashlib.sha256()
+        for _, x, y in self._stream():
+            assert x is not None  # streamed with inputs
+            sha256_update_array(hx, x)
+            sha256_update_array(hy, y)
+        h = hashlib.sha256()
+        h.update(json.dumps(self._fingerprint_header(), sort_keys=True).encode())
         h.update(hx.digest())
         h.update(hy.digest())
         if self.groups is not None:

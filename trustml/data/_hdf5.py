@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
 import os
 import tempfile
 from collections.abc import Mapping
@@ -21,6 +23,7 @@ from trustml.data._checks import (
     check_target_meta,
     one_line,
 )
+from trustml.data._fingerprint import block_bounds, h5_dataset_meta
 from trustml.exceptions import DataError
 
 __all__ = ["HDF5Dataset", "check_destination", "write_hdf5"]
@@ -223,6 +226,22 @@ class HDF5Dataset(BaseDataset):
         # Whole HDF5 chunks per read, so no chunk is decompressed twice.
         return rows if rows < self._x_chunk else rows - rows % self._x_chunk
 
+    # -- fingerprint hooks ------------------------------------------------------------------
+    def _fingerprint_structure(self) -> bytes:
+        h = hashlib.sha256(super()._fingerprint_structure())
+        used = {k: v for k, v in self.keys.items() if v is not None and k != "masks"}
+        with self._open() as f:
+            h.update(
+                _file_structure(f, self.path.name, self.path.stat().st_size, used, str(self.path))
+            )
+        return h.digest()
+
+    def _fingerprint_bounds(self) -> np.ndarray:
+        return block_bounds(
+            np.array([0, self.n_samples], dtype=np.int64),
+            _whole_chunks(BaseDataset._chunk_rows(self), self._x_chunk),
+        )
+
     def _read(self, key: str, sel: slice | np.ndarray) -> np.ndarray:
         try:
             return self._dataset(key)[sel]
@@ -286,6 +305,20 @@ class HDF5Dataset(BaseDataset):
         sel = slice(start, stop)
         x = self._read(self._x_key, sel) if inputs else None
         return x, self._read(self._y_key, sel)
+
+
+def _whole_chunks(rows: int, chunk: int) -> int:
+    """Rows of a fingerprint block: whole chunks of ``chunk`` rows, about ``rows`` of them."""
+    return chunk if rows < chunk else rows - rows % chunk
+
+
+def _file_structure(
+    f: h5py.File, name: str, size: int, keys: Mapping[str, str], prefix: str
+) -> bytes:
+    """One JSON line for a sampled fingerprint: the file's name and size, the datasets' headers."""
+    meta = {role: h5_dataset_meta(_dataset(f, key, prefix)) for role, key in sorted(keys.items())}
+    line = {"name": name, "size": int(size), "datasets": meta}
+    return json.dumps(line, sort_keys=True).encode() + b"\n"
 
 
 def _show(key: str) -> str:

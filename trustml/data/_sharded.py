@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import hashlib
 import json
 import os
 import tempfile
@@ -23,7 +24,8 @@ from trustml.data._checks import (
     check_target_meta,
     one_line,
 )
-from trustml.data._hdf5 import _dataset, _read_groups, _show
+from trustml.data._fingerprint import block_bounds
+from trustml.data._hdf5 import _dataset, _file_structure, _read_groups, _show, _whole_chunks
 from trustml.exceptions import DataError
 
 __all__ = ["ShardedHDF5Dataset"]
@@ -248,6 +250,27 @@ class ShardedHDF5Dataset(BaseDataset):
         state["_open_files"] = OrderedDict()
         state["_pid"] = None
         return state
+
+    # -- fingerprint hooks ----------------------------------------------------------------------
+    def _fingerprint_structure(self) -> bytes:
+        # Every file's header, read once (no values): names relative to the files' common
+        # folder, so a staged or moved copy of the shards hashes the same.
+        h = hashlib.sha256(super()._fingerprint_structure())
+        used = {k: v for k, v in self.keys.items() if v is not None}
+        root = Path(os.path.commonpath([p.parent.resolve() for p in self.files]))
+        for path in self.files:
+            size, _ = _stat(path)
+            name = os.path.relpath(path.resolve(), root)
+            with _open_h5(path) as f:
+                h.update(_file_structure(f, name, size, used, str(path)))
+        return h.digest()
+
+    def _fingerprint_bounds(self) -> np.ndarray:
+        xkey = self.keys["inputs"]
+        assert xkey is not None
+        chunks = self._dataset(0, xkey).chunks
+        step = _whole_chunks(BaseDataset._chunk_rows(self), chunks[0] if chunks else 1)
+        return block_bounds(self._starts, step)
 
     # -- reading --------------------------------------------------------------------------------
     def _read_file(self, k: int, key: str, local: np.ndarray) -> np.ndarray:

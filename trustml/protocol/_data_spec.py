@@ -323,6 +323,9 @@ class DataSpec(StrictModel):
     options: dict[str, Any] = Field(default_factory=dict)
     split: Split = Field(default_factory=Split)
     shifts: dict[Annotated[str, Field(pattern=LABEL)], ShiftSpec] = Field(default_factory=dict)
+    #: How the run fingerprints the main data (:meth:`trustml.data.BaseDataset.fingerprint`):
+    #: every byte, or the structure and a seeded sample of chunks; ``auto`` samples above 10 GB.
+    fingerprint: Literal["auto", "full", "sampled"] = "auto"
 
     @field_validator("shifts", mode="before")
     @classmethod

@@ -141,8 +141,9 @@ def _load_shifts(protocol: Protocol, base_dir: Path, main: BaseDataset) -> dict[
 
 
 def dataset_fingerprint(protocol: Protocol, base_dir: str | Path = ".") -> str:
-    """The fingerprint of the protocol's main dataset (what ``trustml verify`` checks first)."""
-    return _load_dataset(protocol, Path(base_dir)).fingerprint()
+    """The fingerprint of the protocol's main dataset (what ``trustml verify`` checks first),
+    in the protocol's ``data.fingerprint`` mode."""
+    return _load_dataset(protocol, Path(base_dir)).fingerprint(protocol.data.fingerprint)
 
 
 def _split(protocol: Protocol, ds: BaseDataset) -> dict[str, np.ndarray]:

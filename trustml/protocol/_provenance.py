@@ -63,12 +63,19 @@ def manifest(
     world_size: int,
     timings: dict[str, float],
     wall_time_s: float,
+    fingerprint_plan: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The manifest of a finished run of ``protocol`` (whose file's text is ``text``).
 
     ``command`` defaults to ``sys.argv``; ``protocol_dir`` is where relative data paths
-    resolve (``trustml verify`` re-runs from there).
+    resolve (``trustml verify`` re-runs from there). ``fingerprint_plan`` is how the data was
+    fingerprinted (:meth:`trustml.data.BaseDataset.fingerprint_plan`; default every byte):
+    its ``mode`` is recorded as ``data_fingerprint_mode``, a sample's size as
+    ``data_fingerprint_sample``.
     """
+    plan = dict(fingerprint_plan or {"mode": "full"})
+    mode = plan.pop("mode")
+    sample = {"data_fingerprint_sample": plan} if mode == "sampled" else {}
     return {
         "git_commit": _git_commit(),
         "methods": [m.name for m in protocol.methods],
@@ -77,6 +84,8 @@ def manifest(
         "seed": protocol.seed,
         "protocol_sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
         "data_fingerprint": fingerprint,
+        "data_fingerprint_mode": mode,
+        **sample,
         "device": str(device),
         "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(),

@@ -180,7 +180,11 @@ def _execute(
     base_dir: Path,
     started: float,
 ) -> RunOutcome:
-    fingerprint = comm.bcast(plan.dataset.fingerprint() if comm.rank == 0 else None)
+    # The mode is resolved once (``auto`` by size) and recorded, so ``trustml verify`` reuses it.
+    fp_plan = plan.dataset.fingerprint_plan(protocol.data.fingerprint) if comm.rank == 0 else None
+    fingerprint = comm.bcast(
+        plan.dataset.fingerprint(fp_plan["mode"]) if fp_plan is not None else None
+    )
     show = bool(progress if progress is not None else sys.stderr.isatty()) and comm.rank == 0
     trained = fit_and_predict(
         protocol, plan, fingerprint=fingerprint, comm=comm,
@@ -238,7 +242,7 @@ def _execute(
         manifest = _provenance.manifest(
             protocol, protocol_text, fingerprint=fingerprint, device=plan.device,
             command=command, protocol_dir=base_dir, world_size=comm.size, timings=timings,
-            wall_time_s=round(time.perf_counter() - started, 2),
+            wall_time_s=round(time.perf_counter() - started, 2), fingerprint_plan=fp_plan,
         )  # fmt: skip
         search_times = trial_times(trained.models)
         if search_times:  # per-trial wall times (results.json holds none)

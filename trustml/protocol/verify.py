@@ -244,6 +244,17 @@ def _describe_data(protocol: Any, base_dir: Path) -> str:
     return str(path if path.is_absolute() else base_dir / path)
 
 
+def _with_fingerprint_mode(protocol: Any, recorded: Any) -> Any:
+    """``protocol`` fingerprinting the data as the saved run did: its recorded mode (``full``
+    or ``sampled``), or ``full`` for a run that recorded none (every byte, as runs always did).
+
+    Not the protocol's own ``auto``, which could resolve otherwise if the data changed size.
+    """
+    mode = recorded if recorded in ("full", "sampled") else "full"
+    data = protocol.data.model_copy(update={"fingerprint": mode})
+    return protocol.model_copy(update={"data": data})
+
+
 def _refuse(what: str, current: str, recorded: str) -> DataError:
     return DataError(
         f"{what}: the data changed since this run was made (fingerprint {current[:16]}..., "
@@ -277,13 +288,16 @@ def verify_run(
     DataError
         If ``outdir`` is not a results directory, or the data no longer has the fingerprint
         recorded in ``manifest.json`` (checked before re-running when the runner offers
-        ``dataset_fingerprint``, else right after the re-run and before comparing).
+        ``dataset_fingerprint``, else right after the re-run and before comparing). The data
+        is fingerprinted as the run recorded (``data_fingerprint_mode``: ``full`` or
+        ``sampled``; ``full`` when absent).
     """
     if not (rtol >= 0 and math.isfinite(rtol)):
         raise ValueError(f"rtol must be a finite number >= 0, got {rtol}")
     saved = RunResults.load(outdir)
     protocol = parse_protocol(load_yaml(saved.protocol_text, source=f"{outdir}/protocol.yaml"))
     base_dir = Path(saved.manifest.get("protocol_dir") or ".")
+    protocol = _with_fingerprint_mode(protocol, saved.manifest.get("data_fingerprint_mode"))
     recorded = saved.manifest.get("data_fingerprint") or (
         saved.summary.get("data", {}).get("fingerprint")
         if isinstance(saved.summary.get("data"), Mapping)

@@ -17,7 +17,7 @@ _MANIFEST_SHOWN = frozenset(
     {
         "protocol_sha256", "data_fingerprint", "versions", "git_commit", "seed", "seeds",
         "device", "mpi_world_size", "wall_time_s", "command", "created_at", "python",
-        "platform", "torch_threads",
+        "platform", "torch_threads", "data_fingerprint_mode", "data_fingerprint_sample",
     }
 )  # fmt: skip
 
@@ -45,6 +45,7 @@ def build(run: ReportInput) -> Content:
             man.get("data_fingerprint") or as_dict(s.get("data")).get("fingerprint"),
             True,
         ),  # fmt: skip
+        ("data fingerprint mode", _fingerprint_mode(man), False),
         ("trustml version", versions.get("trustml"), False),
         ("trustml git commit", git if git is not None else "not recorded", True),
         ("seeds", pretty(seeds) if seeds is not None else None, True),
@@ -85,6 +86,29 @@ def build(run: ReportInput) -> Content:
             ],
             "protocol": results.protocol_text,
         }
+    )
+
+
+def _fingerprint_mode(man: Mapping[str, Any]) -> str | None:
+    """How the data was fingerprinted, as the manifest records it (None for older runs)."""
+    mode = man.get("data_fingerprint_mode")
+    if mode == "full":
+        return "full: every byte of inputs, targets and groups"
+    if mode != "sampled":
+        return None
+    sample = as_dict(man.get("data_fingerprint_sample"))
+    chunks, of, rows = (number(sample.get(k)) for k in ("chunks", "of", "rows_per_chunk"))
+    seed = sample.get("seed")
+    if chunks is None or of is None:
+        part = "a seeded sample of chunks"
+    else:
+        size = f" of up to {int(rows):,} rows" if rows is not None else ""
+        part = f"{int(chunks):,} of {int(of):,} chunks{size}"
+        if seed is not None:
+            part += f" (seed {pretty(seed)})"
+    return (
+        f"sampled: {part}, plus every file's name, size and HDF5 metadata; not every byte "
+        "(a change inside an unsampled chunk that keeps the file's size goes unseen)"
     )
 
 
