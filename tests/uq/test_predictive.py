@@ -174,3 +174,16 @@ def test_classification_label_draws_follow_member_probs():
     p = Predictive.classification(np.tile([[[0.2, 0.8]]], (4000, 1, 1)))
     draws = p.to_inference_data(seed=0).posterior_predictive["y"].values
     assert draws.mean() == pytest.approx(0.8, abs=0.02)
+
+
+def test_member_subset_keeps_the_chosen_members_in_order_with_repeats():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(4, 6, 3))
+    p = Predictive.classification(member_logits=logits)
+    sub = p.member_subset([2, 0, 2])
+    np.testing.assert_array_equal(sub.member_logits, logits[[2, 0, 2]])
+    np.testing.assert_allclose(sub.probs, p.member_probs[[2, 0, 2]].mean(axis=0))
+    means, stds = rng.normal(size=(3, 5, 2)), rng.uniform(0.5, 1.5, size=(3, 5, 2))
+    r = Predictive.regression(means, stds).member_subset([1])
+    np.testing.assert_array_equal(r.mean, means[1])
+    np.testing.assert_allclose(r.std, stds[1])  # one member: no epistemic spread

@@ -134,21 +134,7 @@ def check_criterion(
         )
     if c.shift is None:
         return c
-    spec = shifts.get(c.shift)
-    if spec is None:
-        raise KeyedError(
-            where, f"no shift is named {c.shift!r}; shifts: {', '.join(shifts) or '(none)'}"
-        )
-    if spec.is_ladder:
-        if c.level not in spec.level_labels:
-            raise KeyedError(
-                where,
-                f"name one of the levels of ladder {c.shift!r} (shift:{c.shift}:LEVEL); "
-                f"levels: {', '.join(spec.level_labels)}",
-            )
-    elif c.level is not None:
-        raise KeyedError(where, f"shift {c.shift!r} is one test set, not a ladder; drop the level")
-    elif c.label is not None and c.label != labels[0]:
+    if not _check_shift(where, c, shifts).is_ladder and c.label not in (None, labels[0]):
         raise KeyedError(
             where,
             f"only the primary method ({labels[0]}) is scored on the single shift {c.shift!r}",
@@ -156,25 +142,34 @@ def check_criterion(
     return c
 
 
-def check_examples_source(source: str, shifts: dict[str, ShiftSpec]) -> Criterion:
-    """Check ``attribution.examples_from`` (``shift:NAME`` or ``shift:NAME:LEVEL``) against the shifts."""
-    try:
-        c = parse_criterion(f"attribution@{source}")
-    except ValueError as err:
-        raise KeyedError("attribution.examples_from", str(err)) from None
+def _check_shift(where: str, c: Criterion, shifts: dict[str, ShiftSpec]) -> ShiftSpec:
+    """The shift ``c`` names, checked: it exists, and a ladder's level is one of its levels
+    (a single shifted set takes none). Errors name ``where``."""
     spec = shifts.get(c.shift or "")
     if spec is None:
         raise KeyedError(
-            "attribution.examples_from", f"no shift is named {c.shift!r}; shifts: {', '.join(shifts) or '(none)'}"
+            where, f"no shift is named {c.shift!r}; shifts: {', '.join(shifts) or '(none)'}"
         )
     if spec.is_ladder and c.level not in spec.level_labels:
         raise KeyedError(
-            "attribution.examples_from",
-            f"name one of the levels of ladder {c.shift!r} (shift:{c.shift}:LEVEL); levels: "
-            + ", ".join(spec.level_labels),
+            where,
+            f"name one of the levels of ladder {c.shift!r} (shift:{c.shift}:LEVEL); "
+            f"levels: {', '.join(spec.level_labels)}",
         )
     if not spec.is_ladder and c.level is not None:
-        raise KeyedError("attribution.examples_from", f"shift {c.shift!r} is one test set; drop the level")
+        raise KeyedError(where, f"shift {c.shift!r} is one test set, not a ladder; drop the level")
+    return spec
+
+
+def check_examples_source(source: str, shifts: dict[str, ShiftSpec]) -> Criterion:
+    """Check ``attribution.examples_from`` (``shift:NAME`` or ``shift:NAME:LEVEL``) against
+    the shifts."""
+    where = "attribution.examples_from"
+    try:
+        c = parse_criterion(f"attribution@{source}")
+    except ValueError as err:
+        raise KeyedError(where, str(err)) from None
+    _check_shift(where, c, shifts)
     return c
 
 

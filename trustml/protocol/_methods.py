@@ -26,7 +26,7 @@ from trustml.distributed import Comm, MemberCheckpoints, run_key
 from trustml.exceptions import ProtocolError
 from trustml.models import dropout_rates
 from trustml.protocol._network import model_factory
-from trustml.protocol._parallel import train_ensemble
+from trustml.protocol._parallel import fit_plain_ensemble
 from trustml.protocol._search import fit_search
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.seeding import child
@@ -42,7 +42,6 @@ __all__ = [
     "history",
     "posterior_netcdf",
     "predict_options",
-    "where",
 ]
 
 log = logging.getLogger("trustml")
@@ -83,11 +82,6 @@ class Method:
     fit: Callable[[Protocol, int, Any, FitJob], Any]
     check: Callable[[Protocol, int, nn.Module], None] | None = None
     predict_samples: bool = False
-
-
-def where(protocol: Protocol, i: int) -> str:
-    """The key path of method ``i`` in error messages."""
-    return f"uncertainty[{i}]" if len(protocol.methods) > 1 else "uncertainty"
 
 
 def check_method(protocol: Protocol, i: int, probe: nn.Module) -> None:
@@ -140,7 +134,7 @@ def _check_dropout(protocol: Protocol, i: int, probe: nn.Module) -> None:
             "mc_dropout needs a model with dropout layers (p > 0); "
             + ("the builtin models take options: {dropout: 0.1}" if protocol.model.builtin
                else "the factory's model has none"),
-            key=f"{where(protocol, i)}.method" if protocol.model.factory else "model.options.dropout",
+            key=f"{protocol.method_key(i)}.method" if protocol.model.factory else "model.options.dropout",
         )  # fmt: skip
 
 
@@ -150,7 +144,7 @@ def _check_nuts(protocol: Protocol, i: int, probe: nn.Module) -> None:
         raise ProtocolError(
             f"bayes_nuts suits small networks (<= {NUTS_MAX_WEIGHTS} weights); this model "
             f"has {n}. Use bayes_svi (optionally with bayesian_layers) or a smaller model",
-            key=f"{where(protocol, i)}.method",
+            key=f"{protocol.method_key(i)}.method",
         )
 
 
@@ -164,7 +158,7 @@ def _check_svi(protocol: Protocol, i: int, probe: nn.Module) -> None:
             raise ProtocolError(
                 f"no layer of the model is named {prefix!r}; layers: "
                 + ", ".join(n for n in names if "." not in n or n.count(".") == 1)[:300],
-                key=f"{where(protocol, i)}.bayesian_layers[{j}]",
+                key=f"{protocol.method_key(i)}.bayesian_layers[{j}]",
             )
 
 
@@ -178,7 +172,7 @@ def _check_laplace(protocol: Protocol, i: int, probe: nn.Module) -> None:
         raise ProtocolError(
             "last-layer Laplace needs a model whose output comes from an nn.Linear layer, "
             "and this model has none; use subset_of_weights: all",
-            key=f"{where(protocol, i)}.subset_of_weights",
+            key=f"{protocol.method_key(i)}.subset_of_weights",
         )
 
 
@@ -186,9 +180,7 @@ def _check_laplace(protocol: Protocol, i: int, probe: nn.Module) -> None:
 
 
 def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
-    from trustml.uq import DeepEnsemble
-
-    spec, t = protocol.methods[i], protocol.methods[i].train
+    spec = protocol.methods[i]
     if spec.search is not None:
         return fit_search(protocol, i, seed, job)
     key = run_key(
@@ -210,17 +202,11 @@ def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
             "%s: training a %d-member deep ensemble on %d samples%s", spec.name, spec.members,
             len(job.train), f" over {job.comm.size} ranks" if job.comm.size > 1 else "",
         )  # fmt: skip
-    ensemble = DeepEnsemble(
-        job.make_model, members=spec.members, task=protocol.task, seed=seed, device=job.device
-    )
-    options = {
-        "epochs": t.epochs,
-        "batch_size": t.batch_size,
-        "lr": t.lr,
-        "weight_decay": t.weight_decay,
-        "progress": job.progress,
-    }
-    return train_ensemble(ensemble, job.train, options, comm=job.comm, checkpoints=store)
+    return fit_plain_ensemble(
+        job.make_model, spec.train, members=spec.members, task=protocol.task, seed=seed,
+        device=job.device, data=job.train, comm=job.comm, checkpoints=store,
+        progress=job.progress,
+    )  # fmt: skip
 
 
 def _network(protocol: Protocol, i: int, job: FitJob) -> nn.Module:
@@ -264,7 +250,7 @@ def _fit_svi(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
     if t.weight_decay:
         raise ProtocolError(
             "bayes_svi has a prior instead of weight decay; set prior_scale",
-            key=f"{where(protocol, i)}.train.weight_decay",
+            key=f"{protocol.method_key(i)}.train.weight_decay",
         )
     return bnn.fit(
         job.train, epochs=t.epochs, batch_size=t.batch_size, lr=t.lr, progress=job.progress
@@ -312,7 +298,7 @@ def _fit_laplace(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
             weight_decay=t.weight_decay, progress=job.progress,
         )  # fmt: skip
     except LaplaceInputError as exc:
-        key = "model" if exc.parameter == "module" else f"{where(protocol, i)}.{exc.parameter}"
+        key = "model" if exc.parameter == "module" else f"{protocol.method_key(i)}.{exc.parameter}"
         raise ProtocolError(str(exc), key=key) from None
 
 

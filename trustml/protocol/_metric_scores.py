@@ -13,7 +13,7 @@ import numpy as np
 from trustml import metrics as M
 from trustml.uq import Predictive
 
-__all__ = ["N_BOOT", "quantities", "score"]
+__all__ = ["N_BOOT", "meets", "quantities", "score"]
 
 N_BOOT = 1000
 
@@ -52,3 +52,9 @@ def quantities(pred: Predictive, level: float) -> dict[str, np.ndarray]:
         return {"probs": pred.probs}
     lower, upper = pred.interval(level)
     return {"mean": pred.mean, "std": pred.std, "lower": lower, "upper": upper}
+
+
+def meets(value: float | None, bound: str, threshold: float) -> bool:
+    """Whether a metric value meets an acceptance bound (``"min"``: ``>=``, ``"max"``: ``<=``).
+    A missing or NaN value never does."""
+    return value is not None and bool(value >= threshold if bound == "min" else value <= threshold)

@@ -304,10 +304,9 @@ class Protocol(StrictModel):
                     f"metrics[{i}]",
                     f"{m!r} does not apply to task {self.task!r}; valid: {', '.join(allowed)}",
                 )
-        many = len(self.uncertainty) > 1
         labels: dict[str, int] = {}
         for i, spec in enumerate(self.uncertainty):
-            where = f"uncertainty[{i}]" if many else "uncertainty"
+            where = self.method_key(i)
             for key in sorted(spec.model_fields_set & set(UNCERTAINTY_KEYS)):
                 if spec.method not in UNCERTAINTY_KEYS[key]:
                     raise KeyedError(
@@ -347,6 +346,11 @@ class Protocol(StrictModel):
         label = self.acquisition.method if self.acquisition is not None else None
         names = [m.name for m in self.uncertainty]
         return names.index(label) if label is not None else 0
+
+    def method_key(self, i: int) -> str:
+        """The key of method ``i`` in error messages: ``uncertainty[i]``, or ``uncertainty``
+        when the protocol has one method."""
+        return f"uncertainty[{i}]" if len(self.uncertainty) > 1 else "uncertainty"
 
     @property
     def methods(self) -> list[UncertaintySpec]:

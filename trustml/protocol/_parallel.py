@@ -31,6 +31,7 @@ from trustml.report.html import draw_figures, figure_jobs
 from trustml.uq import DeepEnsemble, Predictive
 
 __all__ = [
+    "fit_plain_ensemble",
     "train_ensemble",
     "predict_sharded",
     "attribute_sharded",
@@ -76,6 +77,33 @@ def _from_plain(plain: Mapping[str, Any]) -> dict[str, Any]:
         "target_scale": array(plain["target_scale"]),
         "validation_indices": array(plain["validation_indices"]),
     }
+
+
+def fit_plain_ensemble(
+    make_model: Any,
+    train_settings: Any,
+    *,
+    members: int,
+    task: str,
+    seed: Any,
+    device: Any,
+    data: BaseDataset,
+    comm: Comm,
+    checkpoints: MemberCheckpoints | None,
+    progress: bool,
+) -> DeepEnsemble:
+    """A ``DeepEnsemble`` of ``members`` networks of ``make_model``, trained with the protocol's
+    ``train`` settings (epochs, batch size, lr, weight decay) by :func:`train_ensemble`."""
+    ensemble = DeepEnsemble(make_model, members=members, task=task, seed=seed, device=device)
+    t = train_settings
+    options = {
+        "epochs": t.epochs,
+        "batch_size": t.batch_size,
+        "lr": t.lr,
+        "weight_decay": t.weight_decay,
+        "progress": progress,
+    }
+    return train_ensemble(ensemble, data, options, comm=comm, checkpoints=checkpoints)
 
 
 def train_ensemble(

@@ -26,7 +26,7 @@ from trustml.protocol import _methods, _sizes
 from trustml.protocol._calibrate import check_available
 from trustml.protocol._network import model_factory
 from trustml.protocol._search import check_search
-from trustml.protocol._shifts import Ladder, load_ladders
+from trustml.protocol._shifts import Ladder, check_like_main, load_ladders, shift_builtin
 from trustml.protocol._stages import run_stage
 from trustml.protocol.schema import HDF5Source, Protocol
 from trustml.utils.seeding import child
@@ -117,25 +117,14 @@ def _load_shifts(protocol: Protocol, base_dir: Path, main: BaseDataset) -> dict[
         if spec.hdf5 is not None:
             ds = _open_hdf5(spec.hdf5, base_dir)
         else:
-            builtin = spec.builtin or protocol.data.builtin
-            if builtin is None:
-                raise ProtocolError(
-                    "give 'builtin' or 'hdf5' (the main data is not a builtin)", key=key
-                )
-            options = {
-                **(protocol.data.options if builtin == protocol.data.builtin else {}),
-                **spec.options,
-            }
+            builtin, options = shift_builtin(
+                protocol, name, "give 'builtin' or 'hdf5' (the main data is not a builtin)"
+            )
             try:
                 ds = load_builtin(builtin, seed=child(protocol.seed, f"shift/{name}"), **options)
             except TrustmlInputError as exc:
                 raise ProtocolError(str(exc), key=key) from None
-        if tuple(ds.input_shape) != tuple(main.input_shape) or ds.task_hint != main.task_hint:
-            raise ProtocolError(
-                f"inputs {list(ds.input_shape)} ({ds.task_hint}) do not match the main data's "
-                f"{list(main.input_shape)} ({main.task_hint})",
-                key=key,
-            )
+        check_like_main(ds, main, key)
         out[name] = ds
     return out
 

@@ -18,10 +18,10 @@ from trustml.protocol import _methods, _search
 from trustml.protocol._calibrate import Calibrated, calibrate
 from trustml.protocol._data_spec import parse_criterion
 from trustml.protocol._fit import Predictions, Trained
-from trustml.protocol._metric_scores import N_BOOT, quantities, score
+from trustml.protocol._metric_scores import N_BOOT, meets, quantities, score
 from trustml.protocol._plan import Plan
 from trustml.protocol._reference import reference_predictors
-from trustml.protocol._shifts import examples_source, score_ladders
+from trustml.protocol._shifts import examples_source, score_ladders, score_set
 from trustml.protocol._splits import SplitScan, duplicates, scan_split, target_stats
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.uq import Predictive
@@ -101,10 +101,7 @@ def acceptance(
             threshold = getattr(bound, kind)
             if threshold is None:
                 continue
-            # A NaN metric never passes.
-            passed = value is not None and (
-                value >= threshold if kind == "min" else value <= threshold
-            )
+            passed = meets(value, kind, threshold)
             row = {
                 "criterion": key,
                 "metric": c.metric,
@@ -205,26 +202,12 @@ def _score_shifts(
         assert pred is not None  # rank 0
         sds = plan.shifts[name]
         y_shift = scan_split(sds, np.arange(len(sds)), task).y
-        calibrated = transform(pred)
-        q = quantities(calibrated, 1.0 - protocol.calibration.alpha)
-        entry: dict[str, Any] = {
-            "n": len(sds),
-            "source": sds.source,
-            "metrics": score(protocol.metric_names, y_shift, q, seed=boot_seed),
-        }
         group = rk.shift(name)
-        if task == "regression":
-            entry["mean_std"] = float(calibrated.std.mean())
-            entry["mean_epistemic_var"] = float(calibrated.epistemic_var.mean())
-            arrays[rk.path(group, rk.TARGETS)] = y_shift
-            arrays.update({rk.path(group, k): v for k, v in q.items()})
-            arrays[rk.path(group, rk.EPISTEMIC_VAR)] = calibrated.epistemic_var
-        else:
-            entry["mean_entropy"] = float(calibrated.entropy.mean())
-            entry["mean_mutual_information"] = float(calibrated.mutual_information.mean())
-            arrays[rk.path(group, rk.LABELS)] = y_shift
-            arrays[rk.path(group, rk.PROBS)] = calibrated.probs
-        shifts[name] = entry
+        entry, part = score_set(protocol, transform(pred), y_shift, group, boot_seed)
+        shifts[name] = {"n": len(sds), "source": sds.source, **entry}
+        target = rk.TARGETS if task == "regression" else rk.LABELS
+        arrays[rk.path(group, target)] = y_shift
+        arrays.update(part)
     return shifts, arrays
 
 

@@ -25,7 +25,7 @@ from trustml.distributed import Comm, MemberCheckpoints, run_key
 from trustml.exceptions import ProtocolError
 from trustml.protocol._calibrate import calibrate
 from trustml.protocol._metric_scores import quantities, score
-from trustml.protocol._parallel import predict_sharded, train_ensemble
+from trustml.protocol._parallel import fit_plain_ensemble, predict_sharded
 from trustml.protocol.schema import Protocol
 from trustml.uq import Predictive
 from trustml.utils.seeding import child
@@ -42,10 +42,6 @@ __all__ = [
 ]
 
 log = logging.getLogger("trustml")
-
-
-def _where(protocol: Protocol, i: int) -> str:
-    return f"uncertainty[{i}]" if len(protocol.methods) > 1 else "uncertainty"
 
 
 #: (calibration, test) raw predictives of one reference (``None`` off rank 0).
@@ -87,8 +83,7 @@ def check_search(protocol: Protocol, i: int, input_shape: tuple[int, ...], outpu
     try:
         check_model_options(SearchSpace(spec.search.space), build)
     except SearchSpaceError as err:
-        message = str(err).removeprefix(f"{err.key}: ")
-        raise ProtocolError(message, key=f"{_where(protocol, i)}.search.{err.key}") from None
+        raise ProtocolError(err.message, key=f"{protocol.method_key(i)}.search.{err.key}") from None
 
 
 #: Testing hook: a search exits hard once this many of its trials are told, as a killed job
@@ -136,8 +131,7 @@ def fit_search(protocol: Protocol, i: int, seed: Any, job: Any) -> Any:
     try:
         return est.fit(job.train, job.validation)
     except SearchSpaceError as err:
-        message = str(err).removeprefix(f"{err.key}: ")
-        raise ProtocolError(message, key=f"{_where(protocol, i)}.search.{err.key}") from None
+        raise ProtocolError(err.message, key=f"{protocol.method_key(i)}.search.{err.key}") from None
 
 
 def fit_default(
@@ -155,8 +149,6 @@ def fit_default(
 ) -> tuple[Predictive | None, Predictive | None]:
     """Train the default-configuration ensemble of method ``i``'s size and predict the
     calibration and test splits with it (rank 0 gets the predictives)."""
-    from trustml.uq import DeepEnsemble
-
     spec, t = protocol.methods[i], protocol.methods[i].train
     seed = child(protocol.seed, f"search/{spec.name}/default")
     key = run_key(
@@ -171,31 +163,13 @@ def fit_default(
         if checkpoint_dir is not None
         else None
     )
-    ensemble = DeepEnsemble(
-        make_model, members=spec.members, task=protocol.task, seed=seed, device=device
-    )
-    options = {
-        "epochs": t.epochs, "batch_size": t.batch_size, "lr": t.lr,
-        "weight_decay": t.weight_decay, "progress": progress,
-    }  # fmt: skip
-    ensemble = train_ensemble(
-        ensemble, ds.subset(splits["train"]), options, comm=comm, checkpoints=store
-    )
+    ensemble = fit_plain_ensemble(
+        make_model, t, members=spec.members, task=protocol.task, seed=seed, device=device,
+        data=ds.subset(splits["train"]), comm=comm, checkpoints=store, progress=progress,
+    )  # fmt: skip
     return (
         predict_sharded(ensemble, ds, splits["calibration"], comm=comm),
         predict_sharded(ensemble, ds, splits["test"], comm=comm),
-    )
-
-
-def _first_member(pred: Predictive) -> Predictive:
-    if pred.task == "regression":
-        means, stds = pred.member_means, pred.member_stds
-        assert means is not None and stds is not None  # a regression predictive
-        return Predictive.regression(means[:1], stds[:1])
-    probs, logits = pred.member_probs, getattr(pred, "member_logits", None)
-    assert probs is not None  # a classification predictive
-    return Predictive.classification(
-        probs[:1], member_logits=None if logits is None else logits[:1]
     )
 
 
@@ -225,7 +199,7 @@ def score_comparison(
         "searched": {"metrics": dict(searched)},
         "best_single": {
             "trial": int(best_trial),
-            "metrics": scored(_first_member(cal), _first_member(test)),
+            "metrics": scored(cal.member_subset([0]), test.member_subset([0])),
         },
         "default": {"members": int(members), "metrics": scored(*default)},
     }

@@ -45,8 +45,7 @@ class SearchSpec(StrictModel):
         try:
             SearchSpace(self.space)
         except SearchSpaceError as err:
-            message = str(err).removeprefix(f"{err.key}: ")
-            raise KeyedError(f"{where}.search.{err.key}", message) from None
+            raise KeyedError(f"{where}.search.{err.key}", err.message) from None
         if self.select.objective not in OBJECTIVES[task]:
             raise KeyedError(
                 f"{where}.search.select.objective",

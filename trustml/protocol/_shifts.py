@@ -28,7 +28,7 @@ from trustml.distributed import Comm
 from trustml.exceptions import ProtocolError, TrustmlInputError
 from trustml.protocol import _methods
 from trustml.protocol._data_spec import parse_criterion
-from trustml.protocol._metric_scores import quantities, score
+from trustml.protocol._metric_scores import meets, quantities, score
 from trustml.protocol._parallel import predict_sharded
 from trustml.protocol._splits import scan_split
 from trustml.protocol.schema import Protocol
@@ -37,11 +37,14 @@ from trustml.utils.seeding import child
 
 __all__ = [
     "Ladder",
+    "check_like_main",
+    "shift_builtin",
     "examples_source",
     "holds_along",
     "load_ladders",
     "predict_ladders",
     "score_ladders",
+    "score_set",
     "shift_metrics",
 ]
 
@@ -100,16 +103,36 @@ def _option_value(level: Any) -> Any:
     return int(level) if float(level).is_integer() else float(level)
 
 
+def shift_builtin(protocol: Protocol, name: str, missing: str) -> tuple[str, dict[str, Any]]:
+    """The builtin dataset shift ``name`` draws from (its own, else the main data's) and its
+    options: the main data's when it is the same builtin, overridden by the shift's own.
+
+    Raises ``ProtocolError(missing)`` naming the shift when neither gives a builtin.
+    """
+    spec = protocol.data.shifts[name]
+    builtin = spec.builtin or protocol.data.builtin
+    if builtin is None:
+        raise ProtocolError(missing, key=f"data.shifts.{name}")
+    same = builtin == protocol.data.builtin
+    return builtin, {**(protocol.data.options if same else {}), **spec.options}
+
+
+def check_like_main(ds: BaseDataset, main: BaseDataset, key: str) -> None:
+    """A shifted test set must have the main data's input shape and task."""
+    if tuple(ds.input_shape) != tuple(main.input_shape) or ds.task_hint != main.task_hint:
+        raise ProtocolError(
+            f"inputs {list(ds.input_shape)} ({ds.task_hint}) do not match the main data's "
+            f"{list(main.input_shape)} ({main.task_hint})",
+            key=key,
+        )
+
+
 def _option_ladder(protocol: Protocol, name: str, main: BaseDataset) -> Ladder:
     spec = protocol.data.shifts[name]
     key = f"data.shifts.{name}"
-    builtin = spec.builtin or protocol.data.builtin
-    if builtin is None:
-        raise ProtocolError("an option ladder needs 'builtin' (the main data is not one)", key=key)
-    base = {
-        **(protocol.data.options if builtin == protocol.data.builtin else {}),
-        **spec.options,
-    }
+    builtin, base = shift_builtin(
+        protocol, name, "an option ladder needs 'builtin' (the main data is not one)"
+    )
     assert spec.option is not None  # an option ladder
     option: str = spec.option
     seed = child(protocol.seed, f"shift/{name}")
@@ -183,12 +206,7 @@ def load_ladders(protocol: Protocol, main: BaseDataset, test: np.ndarray) -> dic
         else:
             ladder = _corruption_ladder(protocol, name, main, test)
         for j, ds in enumerate(ladder.datasets):
-            if tuple(ds.input_shape) != tuple(main.input_shape) or ds.task_hint != main.task_hint:
-                raise ProtocolError(
-                    f"inputs {list(ds.input_shape)} ({ds.task_hint}) do not match the main "
-                    f"data's {list(main.input_shape)} ({main.task_hint})",
-                    key=f"data.shifts.{name}.levels[{j}]",
-                )
+            check_like_main(ds, main, f"data.shifts.{name}.levels[{j}]")
         out[name] = ladder
     return out
 
@@ -215,10 +233,11 @@ def predict_ladders(
     }
 
 
-def _level_entry(
+def score_set(
     protocol: Protocol, calibrated: Predictive, y: np.ndarray, group: str, seed: Any
 ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """One method at one level: metrics with CIs, mean uncertainty, and its arrays."""
+    """One calibrated method on one shifted test set (a single shift or a ladder level):
+    metrics with CIs, mean uncertainty, and its prediction arrays in ``group``."""
     q = quantities(calibrated, 1.0 - protocol.calibration.alpha)
     entry: dict[str, Any] = {"metrics": score(protocol.metric_names, y, q, seed=seed)}
     arrays: dict[str, np.ndarray] = {}
@@ -268,7 +287,7 @@ def score_ladders(
             methods = {}
             for label, pred in predicted[name][j].items():
                 assert pred is not None  # rank 0
-                methods[label], part = _level_entry(
+                methods[label], part = score_set(
                     protocol,
                     transforms[label](pred),
                     y,
@@ -318,10 +337,8 @@ def holds_along(protocol: Protocol, ladder: Mapping[str, Any]) -> list[dict[str,
                 passed = []
                 for level in ladder["levels"]:
                     value = level["methods"][label]["metrics"][c.metric]["value"]
-                    ok = value is not None and np.isfinite(value)
-                    passed.append(
-                        bool(ok and (value >= threshold if kind == "min" else value <= threshold))
-                    )
+                    finite = value is not None and bool(np.isfinite(value))
+                    passed.append(finite and meets(value, kind, threshold))
                 first_fail = passed.index(False) if False in passed else len(passed)
                 rows.append(
                     {

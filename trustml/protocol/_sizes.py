@@ -15,7 +15,6 @@ import torch
 from trustml.data import load_builtin
 from trustml.distributed import Comm
 from trustml.exceptions import ProtocolError
-from trustml.protocol._methods import where
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.utils.memory import available_memory, format_bytes
 
@@ -92,7 +91,7 @@ def check_model_size(protocol: Protocol, make_model: Any, comm: Comm) -> None:
             raise ProtocolError(
                 f"{spec.method} with these settings needs about {format_bytes(need)} for the "
                 f"weights of a {weights:,}-weight model; {have}",
-                key=f"{where(protocol, i)}.{field}",
+                key=f"{protocol.method_key(i)}.{field}",
             )
 
 

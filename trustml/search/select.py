@@ -14,7 +14,6 @@ addition gives the lowest objective; ties go to the lowest candidate index.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -96,13 +95,6 @@ def mixture_score(pred: Predictive, y: np.ndarray, objective: str) -> float:
     return METRICS.get(objective).compute(pred.task, y, mean=pred.mean, std=pred.std)
 
 
-def _subset(pred: Predictive, idx: Sequence[int]) -> Predictive:
-    ix = np.asarray(idx, dtype=np.int64)
-    if pred.task == "classification":
-        return Predictive.classification(pred.members[ix])
-    return Predictive.regression(pred.members[ix], np.asarray(pred.member_stds)[ix])
-
-
 def candidate_scores(candidates: Predictive, y: np.ndarray, objective: str) -> np.ndarray:
     """Each candidate's own objective, shape ``(C,)``.
 
@@ -114,7 +106,10 @@ def candidate_scores(candidates: Predictive, y: np.ndarray, objective: str) -> n
     objective : {"nll", "crps", "brier"}
     """
     return np.array(
-        [mixture_score(_subset(candidates, [c]), y, objective) for c in range(candidates.n_members)]
+        [
+            mixture_score(candidates.member_subset([c]), y, objective)
+            for c in range(candidates.n_members)
+        ]
     )
 
 
@@ -167,13 +162,16 @@ def select_members(
     if strategy == "top_k":
         order = [int(i) for i in np.argsort(single, kind="stable")[:members]]
         trace = [
-            mixture_score(_subset(candidates, order[: j + 1]), y, objective) for j in range(members)
+            mixture_score(candidates.member_subset(order[: j + 1]), y, objective)
+            for j in range(members)
         ]
         return Selection(tuple(order), tuple(trace), strategy, objective)
     chosen = [int(np.argmin(single))]
     trace = [float(single[chosen[0]])]
     while len(chosen) < members:
-        scores = [mixture_score(_subset(candidates, [*chosen, c]), y, objective) for c in range(n)]
+        scores = [
+            mixture_score(candidates.member_subset([*chosen, c]), y, objective) for c in range(n)
+        ]
         best = int(np.argmin(scores))  # first minimum: ties go to the lower index
         chosen.append(best)
         trace.append(float(scores[best]))

@@ -49,10 +49,16 @@ class SearchSpaceError(TrustmlInputError):
         What was expected and what came.
     key : str
         Dotted path, prefixed to the message.
+
+    Attributes
+    ----------
+    key, message : str
+        The path and the message without it (for callers that name the key their own way).
     """
 
     def __init__(self, message: str, *, key: str) -> None:
         self.key = key
+        self.message = message
         super().__init__(f"{key}: {message}")
 
 

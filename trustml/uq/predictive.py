@@ -183,6 +183,23 @@ class Predictive:
         new: dict[str, Any] = {k: None if v is None else _frozen(v) for k, v in members.items()}
         return replace(self, calibration=calibration, **new)
 
+    def member_subset(self, idx: Any) -> Predictive:
+        """The predictive of members ``idx`` only (in that order, repeats allowed: an ensemble
+        selected with replacement), with every member array and the calibration kept.
+
+        Parameters
+        ----------
+        idx : sequence of int
+            Member indices into ``0..K-1``.
+        """
+        ix = np.asarray(idx, dtype=np.int64)
+        arrays = ("member_means", "member_stds", "member_probs", "member_logits")
+        new: dict[str, Any] = {}
+        for name in arrays:
+            a = getattr(self, name)
+            new[name] = None if a is None else _frozen(a[ix])
+        return replace(self, **new)
+
     # -- shared ---------------------------------------------------------------------------
     @property
     def n_members(self) -> int:
