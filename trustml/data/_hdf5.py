@@ -169,23 +169,7 @@ class HDF5Dataset(BaseDataset):
 
     # -- file handling --------------------------------------------------------------------
     def _open(self) -> h5py.File:
-        prefix = str(self.path)
-        if not self.path.exists():
-            raise DataError(f"{prefix}: file not found")
-        if self.path.is_dir():
-            raise DataError(f"{prefix}: is a directory, not an HDF5 file")
-        try:
-            if not h5py.is_hdf5(self.path):
-                raise DataError(
-                    f"{prefix}: not an HDF5 file (no HDF5 signature; corrupt or another format)"
-                )
-            return h5py.File(self.path, "r", rdcc_nbytes=_CACHE_BYTES)
-        except DataError:
-            raise
-        except Exception as exc:  # h5py raises OSError (or others) for corrupt/truncated files
-            raise DataError(
-                f"{prefix}: cannot open as HDF5, the file is corrupt or truncated ({one_line(exc)})"
-            ) from None
+        return open_hdf5(self.path)
 
     def _file(self) -> h5py.File:
         # A handle inherited through fork belongs to the parent: open our own.
@@ -305,6 +289,29 @@ class HDF5Dataset(BaseDataset):
         sel = slice(start, stop)
         x = self._read(self._x_key, sel) if inputs else None
         return x, self._read(self._y_key, sel)
+
+
+def open_hdf5(path: Path, *, cache_bytes: int = _CACHE_BYTES) -> h5py.File:
+    """``path`` opened read-only with a chunk cache of ``cache_bytes``; a missing file, a
+    directory, a file of another format or a corrupt one is a :class:`DataError` naming it."""
+    if not path.exists():
+        raise DataError(f"{path}: file not found")
+    if path.is_dir():
+        raise DataError(f"{path}: is a directory, not an HDF5 file")
+    try:
+        if not h5py.is_hdf5(path):
+            raise DataError(
+                f"{path}: not an HDF5 file (no HDF5 signature; corrupt or another format)"
+            )
+        return h5py.File(path, "r", rdcc_nbytes=cache_bytes)
+    except DataError:
+        raise
+    except FileNotFoundError:
+        raise DataError(f"{path}: file not found") from None
+    except Exception as exc:  # h5py raises OSError (or others) for corrupt/truncated files
+        raise DataError(
+            f"{path}: cannot open as HDF5, the file is corrupt or truncated ({one_line(exc)})"
+        ) from None
 
 
 def _whole_chunks(rows: int, chunk: int) -> int:

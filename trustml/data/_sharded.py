@@ -25,7 +25,14 @@ from trustml.data._checks import (
     one_line,
 )
 from trustml.data._fingerprint import block_bounds
-from trustml.data._hdf5 import _dataset, _file_structure, _read_groups, _show, _whole_chunks
+from trustml.data._hdf5 import (
+    _dataset,
+    _file_structure,
+    _read_groups,
+    _show,
+    _whole_chunks,
+    open_hdf5,
+)
 from trustml.exceptions import DataError
 
 __all__ = ["ShardedHDF5Dataset"]
@@ -346,22 +353,8 @@ def _stat(path: Path) -> tuple[int, int]:
 
 
 def _open_h5(path: Path) -> h5py.File:
-    if not path.exists():
-        raise DataError(f"{path}: file not found")
-    try:
-        if not h5py.is_hdf5(path):
-            raise DataError(
-                f"{path}: not an HDF5 file (no HDF5 signature; corrupt or another format)"
-            )
-        return h5py.File(path, "r", rdcc_nbytes=_CACHE_BYTES)
-    except DataError:
-        raise
-    except FileNotFoundError:
-        raise DataError(f"{path}: file not found") from None
-    except Exception as exc:  # h5py raises OSError (or others) for corrupt/truncated files
-        raise DataError(
-            f"{path}: cannot open as HDF5, the file is corrupt or truncated ({one_line(exc)})"
-        ) from None
+    # A small chunk cache per file: many shards may be open at once.
+    return open_hdf5(path, cache_bytes=_CACHE_BYTES)
 
 
 def _same_layout(
