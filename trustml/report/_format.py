@@ -17,6 +17,7 @@ import numpy as np
 __all__ = [
     "arrow",
     "as_dict",
+    "bound_sign",
     "flat_dict",
     "flatten",
     "format_ci",
@@ -124,3 +125,8 @@ def metric_cell(metric: Any) -> dict[str, Any]:
     """``{"value", "ci"}`` of one metric entry of the results."""
     m = as_dict(metric)
     return {"value": m.get("value"), "ci": m.get("ci")}
+
+
+def bound_sign(bound: Any) -> str:
+    """``≥`` for an acceptance ``min`` bound, ``≤`` for a ``max`` one."""
+    return {"min": "\u2265", "max": "\u2264"}.get(str(bound), str(bound or ""))

@@ -12,11 +12,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from trustml.report._format import as_dict, format_number, number
+from trustml.report._format import as_dict, bound_sign, format_number, number
 
 __all__ = [
     "Holds",
-    "bound_sign",
     "criterion_text",
     "holds_rows",
     "ladders",
@@ -53,11 +52,6 @@ def level_labels(entry: Mapping[str, Any]) -> list[str]:
     if isinstance(labels, list) and len(labels) == len(levels):
         return [str(v) for v in labels]
     return [str(v.get("label", format_number(v.get("level")))) for v in levels]
-
-
-def bound_sign(bound: Any) -> str:
-    """``≥`` for a ``min`` bound, ``≤`` for a ``max`` one."""
-    return {"min": "\u2265", "max": "\u2264"}.get(str(bound), str(bound or ""))
 
 
 def criterion_text(criterion: Any, bound: Any, threshold: Any) -> str:

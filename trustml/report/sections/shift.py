@@ -16,7 +16,7 @@ import numpy as np
 
 from trustml import results_keys as rk
 from trustml.report import _ladders, figures
-from trustml.report._format import arrow, as_dict, format_number, metric_cell, number
+from trustml.report._format import arrow, as_dict, bound_sign, format_number, metric_cell, number
 from trustml.report.sections._base import Content, FigureSpec, ReportInput, Section
 from trustml.report.sections._methods import Method
 from trustml.report.sections.performance import direction
@@ -117,7 +117,7 @@ def _ladder(
         "acceptance": [
             {
                 "criterion": str(r.get("criterion") or r.get("metric")),
-                "bound": f"{_ladders.bound_sign(r.get('bound'))} "
+                "bound": f"{bound_sign(r.get('bound'))} "
                 f"{format_number(r.get('threshold'))}",
                 "method": r.get("method"),
                 "level": r.get("level"),
@@ -334,7 +334,7 @@ def _figure(
         for r in accepted:
             thr = number(r.get("threshold"))
             if r.get("metric") == metric and thr is not None and r.get("level") in labels:
-                text = f"{r.get('criterion')} {_ladders.bound_sign(r.get('bound'))} {thr:g}"
+                text = f"{r.get('criterion')} {bound_sign(r.get('bound'))} {thr:g}"
                 bounds[(text, r.get("level"))] = figures.LadderBound(
                     thr, text, labels.index(r["level"])
                 )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from trustml.report._format import as_dict, format_number
+from trustml.report._format import as_dict, bound_sign, format_number
 from trustml.report.sections._base import Content, ReportInput, Section
 
 __all__ = ["SECTION", "build"]
@@ -24,7 +24,7 @@ def build(run: ReportInput) -> Content:
         label = item.get("method")
         source = by_label[label].metrics if label in by_label else primary_metrics
         bound = item.get("bound")
-        sign = {"min": "\u2265", "max": "\u2264"}.get(str(bound), str(bound or ""))
+        sign = bound_sign(bound)
         rows.append(
             {
                 "metric": metric,
