@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -15,7 +18,15 @@ from trustml.uq._train_settings import TrainSettings
 from trustml.uq._vectorized import Engine
 from trustml.utils.seeding import child
 
-__all__ = ["split_validation", "train_members", "validation_loss"]
+__all__ = [
+    "BatchOrder",
+    "DataShare",
+    "GradientGroup",
+    "RandomOrder",
+    "split_validation",
+    "train_members",
+    "validation_loss",
+]
 
 _EVAL_BATCH = 256
 
@@ -62,20 +73,80 @@ def validation_loss(
     return (total / len(idx)).cpu().numpy()
 
 
-def _minibatches(
-    source: Source,
-    train_idx: np.ndarray,
-    rngs: list[np.random.Generator],
-    batch_size: int,
-    device: torch.device,
-):
-    if source.kind == "loader":
-        yield from source.loader_batches(len(rngs), device)
-        return
-    # Member k's order comes from its own generator only; sorted batches read faster.
-    orders = train_idx[np.stack([rng.permutation(len(train_idx)) for rng in rngs])]
-    for start in range(0, len(train_idx), batch_size):
-        yield source.gather(np.sort(orders[:, start : start + batch_size], axis=1), device)
+@dataclass(frozen=True)
+class DataShare:
+    """Which part of every global minibatch this rank reads: part ``rank`` of ``size``.
+
+    With data parallelism inside a member (``parallel: {data: D}``) the ``D`` ranks of a group
+    train the same members; each reads only its share of every global batch and the group
+    averages the gradients. ``DataShare()`` (rank 0 of 1) is the whole batch.
+    """
+
+    rank: int = 0
+    size: int = 1
+
+
+class BatchOrder(Protocol):
+    """How one epoch of stacked lane minibatches is drawn and read.
+
+    ``epoch`` yields ``(x, y)`` with ``x`` of shape ``(L, b, *input_shape)`` (lane ``l`` is
+    member ``l``'s minibatch) and ``y`` of shape ``(L, b, ...)``, where ``b`` is this rank's
+    share of the global batch. Member k's order comes from ``rngs[k]`` only.
+    """
+
+    def epoch(
+        self,
+        source: Source,
+        train_idx: np.ndarray,
+        rngs: list[np.random.Generator],
+        batch_size: int,
+        device: torch.device,
+        share: DataShare,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+
+class RandomOrder:
+    """Today's order: member k draws a permutation of the training samples each epoch and
+    reads its minibatches sample by sample (sorted within a batch: datasets read faster).
+
+    With a :class:`DataShare` of size D, every global batch ``(L, B)`` is cut along the batch
+    axis into D nearly equal parts (``np.array_split``) and this rank reads part ``rank``.
+    """
+
+    def epoch(
+        self,
+        source: Source,
+        train_idx: np.ndarray,
+        rngs: list[np.random.Generator],
+        batch_size: int,
+        device: torch.device,
+        share: DataShare,
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if source.kind == "loader":
+            if share.size > 1:
+                raise ValueError("data parallelism needs arrays or a dataset, not a DataLoader")
+            yield from source.loader_batches(len(rngs), device)
+            return
+        # Member k's order comes from its own generator only; sorted batches read faster.
+        orders = train_idx[np.stack([rng.permutation(len(train_idx)) for rng in rngs])]
+        for start in range(0, len(train_idx), batch_size):
+            batch = np.sort(orders[:, start : start + batch_size], axis=1)
+            if share.size > 1:
+                batch = np.array_split(batch, share.size, axis=1)[share.rank]
+            yield source.gather(batch, device)
+
+
+class GradientGroup(Protocol):
+    """The ranks that train the same members together (data parallelism inside a member).
+
+    ``share`` is this rank's part of every batch; ``sum`` adds a tensor over the group's ranks
+    (for the epoch's loss sums and sample counts). Averaging the gradients themselves is the
+    engine's job (its gradient hook), installed by whoever builds the group.
+    """
+
+    share: DataShare
+
+    def sum(self, t: torch.Tensor) -> torch.Tensor: ...
 
 
 def train_members(
@@ -91,6 +162,8 @@ def train_members(
     labels: list[int],
     lanes: Lanes | None = None,
     nonfinite: str = "raise",
+    order: BatchOrder | None = None,
+    group: GradientGroup | None = None,
 ) -> dict[str, list[list[float]]]:
     """Train the engine's members; return their histories ``{"loss": [...], "val_loss": [...]}``.
 
@@ -103,7 +176,13 @@ def train_members(
     only the rest). A non-finite training loss raises ``FloatingPointError``; with
     ``nonfinite="stop"`` that member stops instead (its history ends with its last finite
     epoch, its weights are left as they are) and the others train on.
+
+    ``order`` draws and reads each epoch's minibatches (default :class:`RandomOrder`);
+    ``group`` makes this rank one of several that train the same members on shares of every
+    batch: the loss sums are added over the group, so every rank records the same history.
     """
+    order = RandomOrder() if order is None else order
+    share = DataShare() if group is None else group.share
     k_members = engine.members
     if lanes is None:
         engine.start(settings.lr, settings.weight_decay)
@@ -123,10 +202,14 @@ def train_members(
         for epoch in range(settings.epochs):
             sums = torch.zeros(k_members, dtype=torch.float64, device=device)
             count = 0
-            for x, y in _minibatches(source, train_idx, rngs, settings.batch_size, device):
+            batches = order.epoch(source, train_idx, rngs, settings.batch_size, device, share)
+            for x, y in batches:
                 sums += engine.train_step(x, y, step).double()  # no sync per step
                 step += 1
                 count += x.shape[1]
+            if group is not None:
+                total = group.sum(torch.cat([sums, sums.new_tensor([count])]))
+                sums, count = total[:-1], int(total[-1].item())
             loss = (sums / max(count, 1)).cpu().numpy()
             active = np.flatnonzero(~stopped)
             bad = [labels[k] for k in active if not np.isfinite(loss[k])]

@@ -22,7 +22,12 @@ from trustml.uq._constraints import (
     Options,
 )
 from trustml.uq._ensemble_io import load_weights, read_ensemble, write_ensemble
-from trustml.uq._fit_loop import split_validation, train_members
+from trustml.uq._fit_loop import (
+    BatchOrder,
+    GradientGroup,
+    split_validation,
+    train_members,
+)
 from trustml.uq._heads import HeadSpec, Homoscedastic, build_member, explain_head, member_outputs
 from trustml.uq._lanes import split_lanes
 from trustml.uq._member_parts import merge_parts
@@ -218,6 +223,8 @@ class DeepEnsemble(UncertaintyEstimator):
         patience: int | None = None,
         progress: bool | None = None,
         nonfinite: str = "raise",
+        order: BatchOrder | None = None,
+        group: GradientGroup | None = None,
     ) -> dict[str, Any]:
         """Train only the members ``member_indices`` (for distributed runs).
 
@@ -231,6 +238,12 @@ class DeepEnsemble(UncertaintyEstimator):
         nonfinite : {"raise", "stop"}, default "raise"
             A member whose training loss becomes non-finite raises, or (``"stop"``) stops
             with its weights as they are while the others train on.
+        order : BatchOrder, optional
+            How each epoch's minibatches are drawn and read (default: a per-member random
+            permutation, :class:`trustml.uq._fit_loop.RandomOrder`).
+        group : GradientGroup, optional
+            The ranks that train these same members on shares of every batch (data
+            parallelism inside a member); ``None``: this rank alone.
 
         Returns
         -------
@@ -299,6 +312,8 @@ class DeepEnsemble(UncertaintyEstimator):
                 labels=ids,
                 lanes=lanes,
                 nonfinite=nonfinite,
+                order=order,
+                group=group,
             )
             engine.write_back(modules)
         return {
