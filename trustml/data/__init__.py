@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from trustml.data._array import ArrayDataset
 from trustml.data._base import BaseDataset
+from trustml.data._blocks import epoch_windows, read_ahead, share_range, share_schedule
 from trustml.data._builtin import builtin_names, export_builtin, load_builtin
 from trustml.data._hdf5 import HDF5Dataset
 from trustml.data._sharded import ShardedHDF5Dataset
@@ -42,8 +43,12 @@ __all__ = [
     "check_targets_vary",
     "channel_stats",
     "corrupt",
+    "epoch_windows",
     "export_builtin",
     "load_builtin",
+    "read_ahead",
+    "share_range",
+    "share_schedule",
     "split_indices",
     "target_names",
     "temporal_split_indices",

@@ -167,6 +167,22 @@ class BaseDataset(Dataset, abc.ABC):
         row += self._target_dtype.itemsize * int(np.prod(self._raw_target_shape, dtype=np.int64))
         return max(1, self._stream_bytes // max(row, 1))
 
+    def block_boundaries(self) -> np.ndarray:
+        """Where the storage's natural read blocks begin and end, along the sample axis.
+
+        Training in chunk-aligned blocks (:class:`trustml.uq.BlockShuffle`) reads whole
+        blocks: a block is read at about the cost of any part of it (one HDF5 chunk, one
+        small file).
+
+        Returns
+        -------
+        numpy.ndarray of shape (K + 1,), int64
+            ``b_0 = 0 < b_1 < ... < b_K = N``: block ``j`` holds samples ``b_j .. b_{j+1}-1``.
+            Here blocks of :meth:`_chunk_rows` rows (about 8 MB); datasets in files override
+            it with their storage layout (HDF5 chunks, shard files).
+        """
+        return block_bounds(np.array([0, self.n_samples], dtype=np.int64), self._chunk_rows())
+
     # -- reading --------------------------------------------------------------------------
     def _check_indices(self, indices: Any) -> np.ndarray:
         idx = np.asarray(indices)
@@ -194,7 +210,8 @@ class BaseDataset(Dataset, abc.ABC):
         if idx.size == 0:
             x = np.empty((0, *self.input_shape), dtype=self._input_dtype) if inputs else None
             return x, np.empty((0, *self._raw_target_shape), dtype=self._target_dtype)
-        if idx[-1] - idx[0] + 1 == idx.size and np.all(np.diff(idx) == 1):
+        steps = np.diff(idx)
+        if idx[-1] - idx[0] + 1 == idx.size and np.all(steps == 1):
             return self._raw_slice(int(idx[0]), int(idx[-1]) + 1, inputs=inputs)
         uniq, inverse = np.unique(idx, return_inverse=True)
         x, y = self._raw_rows(uniq, inputs=inputs)
@@ -629,6 +646,17 @@ class _Subset(BaseDataset):
         self, idx: np.ndarray, *, inputs: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray]:
         return self._parent._raw(self._index[idx], inputs=inputs)
+
+    def block_boundaries(self) -> np.ndarray:
+        """The parent's blocks seen through the subset: a new block starts wherever the next
+        sample lies in another parent block (consecutive samples of one parent block, gaps
+        allowed, are read together)."""
+        if self.n_samples == 0:
+            return np.zeros(1, dtype=np.int64)
+        parent = self._parent.block_boundaries()
+        block = np.searchsorted(parent, self._index, side="right") - 1
+        cuts = np.flatnonzero(np.diff(block)) + 1
+        return np.r_[0, cuts, self.n_samples].astype(np.int64)
 
     def _raw_slice(
         self, start: int, stop: int, *, inputs: bool = True

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import json
 import os
@@ -204,11 +205,53 @@ class HDF5Dataset(BaseDataset):
         state["_handles"] = {}
         return state
 
+    def relocated(self, path: str | os.PathLike[str]) -> HDF5Dataset:
+        """This dataset reading a byte-identical copy of its file (node-local staging).
+
+        Parameters
+        ----------
+        path : path-like
+            The copy; it keeps the file's name (fingerprints hash the name, not the folder).
+
+        Returns
+        -------
+        HDF5Dataset
+            The same samples, ``source`` and fingerprints; nothing is re-checked or re-read.
+
+        Raises
+        ------
+        DataError
+            The copy has another name, is missing, or its size differs from the original's.
+        """
+        path = Path(path)
+        if path.name != self.path.name:
+            raise DataError(f"{path}: a copy of {self.path} must keep its name")
+        try:
+            sizes = path.stat().st_size, self.path.stat().st_size
+        except OSError as exc:
+            raise DataError(f"{path}: cannot access ({exc.strerror or one_line(exc)})") from None
+        if sizes[0] != sizes[1]:
+            raise DataError(
+                f"{path}: holds {sizes[0]} bytes, and its original {self.path} {sizes[1]}; "
+                "not a copy of it"
+            )
+        new = copy.copy(self)
+        new.__dict__.update(self.__getstate__())  # no handle shared with this dataset
+        new.path = path
+        return new
+
     # -- reading --------------------------------------------------------------------------
     def _chunk_rows(self) -> int:
         rows = super()._chunk_rows()
         # Whole HDF5 chunks per read, so no chunk is decompressed twice.
         return rows if rows < self._x_chunk else rows - rows % self._x_chunk
+
+    def block_boundaries(self) -> np.ndarray:
+        """The HDF5 chunks of the inputs along the sample axis (``(K + 1,)``, int64); for
+        contiguous storage, blocks of about 8 MB (see :meth:`BaseDataset.block_boundaries`)."""
+        if not self._chunked[self._x_key]:
+            return super().block_boundaries()
+        return block_bounds(np.array([0, self.n_samples], dtype=np.int64), self._x_chunk)
 
     # -- fingerprint hooks ------------------------------------------------------------------
     def _fingerprint_structure(self) -> bytes:

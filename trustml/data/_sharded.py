@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import glob
 import hashlib
 import json
 import os
 import tempfile
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,8 @@ from trustml.exceptions import DataError
 
 __all__ = ["ShardedHDF5Dataset"]
 
-_INDEX_FORMAT = "trustml-shard-index-1"
+#: Version 2 records each file's chunk rows (the blocks of chunk-aligned training reads).
+_INDEX_FORMAT = "trustml-shard-index-2"
 #: Chunk cache per open dataset; smaller than HDF5Dataset's because many files may be open.
 _CACHE_BYTES = 4 << 20
 
@@ -70,8 +72,13 @@ class ShardedHDF5Dataset(BaseDataset):
     index_cache : path-like, optional
         JSON file for the index (e.g. ``OUT/checkpoints/data_index.json``); rebuilt when the
         set of files, a size or a modification time differs, or the keys changed.
+    write_index : bool
+        Write a rebuilt index to ``index_cache`` (default). ``False`` only reads a fresh cache;
+        :meth:`save_index` writes it later (e.g. once an output folder is claimed).
     validate : bool
-        Also scan every value for NaN/inf (and negative class labels) now, streamed.
+        Also scan every value for NaN/inf (and negative class labels) now, streamed (about
+        8 MB at a time: one read of the data). A fresh ``index_cache`` written after a
+        validation records it, and the files are not scanned again while unchanged.
     max_open : int
         Most files kept open at once per process.
 
@@ -112,6 +119,7 @@ class ShardedHDF5Dataset(BaseDataset):
         *,
         validate: bool = True,
         max_open: int = 32,
+        write_index: bool = True,
     ) -> None:
         if isinstance(max_open, bool) or not isinstance(max_open, int) or max_open < 1:
             raise ValueError(f"Expected max_open >= 1, got {max_open!r}")
@@ -124,11 +132,15 @@ class ShardedHDF5Dataset(BaseDataset):
         stats = [_stat(p) for p in self.files]
         cache = None if index_cache is None else Path(index_cache)
         index = _load_index(cache, self.files, stats, self.keys)
+        #: Whether the index came from ``index_cache`` (no file was opened for it).
+        self.index_cached = index is not None
         if index is None:
             index = self._build_index(stats)
-            if cache is not None:
-                _save_index(cache, index)
+        self._index = index
+        #: The files as first given: names in sampled fingerprints (see :meth:`relocated`).
+        self._origin = list(self.files)
         self.lengths = np.array([f["n"] for f in index["files"]], dtype=np.int64)
+        self._chunk_rows_of: list[int | None] = [f["chunk_rows"] for f in index["files"]]
         self._starts = np.r_[0, np.cumsum(self.lengths)].astype(np.int64)
         n = int(self._starts[-1])
         g = None
@@ -153,8 +165,12 @@ class ShardedHDF5Dataset(BaseDataset):
             input_name=_show(inputs),
             target_name=_show(targets),
         )
-        if validate:
+        scanned = validate and not index.get("validated")
+        if scanned:
             self.validate()
+            index["validated"] = True
+        if cache is not None and write_index and (scanned or not self.index_cached):
+            _save_index(cache, index)
 
     # -- the index ----------------------------------------------------------------------------
     def _build_index(self, stats: list[tuple[int, int]]) -> dict[str, Any]:
@@ -203,7 +219,10 @@ class ShardedHDF5Dataset(BaseDataset):
                         )
                     first.setdefault("groups_kind", g.dtype.kind)
                     group_lists.append(g.tolist())
-            entries.append({"path": str(path), "size": size, "mtime_ns": mtime, "n": n})
+                chunk = int(xds.chunks[0]) if xds.chunks else None
+            entries.append(
+                {"path": str(path), "size": size, "mtime_ns": mtime, "n": n, "chunk_rows": chunk}
+            )
         return {
             "format": _INDEX_FORMAT,
             "keys": self.keys,
@@ -264,10 +283,12 @@ class ShardedHDF5Dataset(BaseDataset):
         # folder, so a staged or moved copy of the shards hashes the same.
         h = hashlib.sha256(super()._fingerprint_structure())
         used = {k: v for k, v in self.keys.items() if v is not None}
-        root = Path(os.path.commonpath([p.parent.resolve() for p in self.files]))
-        for path in self.files:
+        # Names come from the files as first given: a relocated dataset (some files staged
+        # elsewhere) hashes as the original.
+        root = Path(os.path.commonpath([p.parent.resolve() for p in self._origin]))
+        for path, origin in zip(self.files, self._origin, strict=True):
             size, _ = _stat(path)
-            name = os.path.relpath(path.resolve(), root)
+            name = os.path.relpath(origin.resolve(), root)
             with _open_h5(path) as f:
                 h.update(_file_structure(f, name, size, used, str(path)))
         return h.digest()
@@ -279,16 +300,90 @@ class ShardedHDF5Dataset(BaseDataset):
         step = _whole_chunks(BaseDataset._chunk_rows(self), chunks[0] if chunks else 1)
         return block_bounds(self._starts, step)
 
+    # -- blocks, files and copies ---------------------------------------------------------------
+    def block_boundaries(self) -> np.ndarray:
+        """Whole HDF5 chunks of the inputs within each file, never across two files: a file
+        shorter than its chunk (or contiguous and under about 8 MB) is one block.
+
+        Returns
+        -------
+        numpy.ndarray of shape (K + 1,), int64
+            ``[0, ..., N]``, as :meth:`BaseDataset.block_boundaries`.
+        """
+        default = BaseDataset._chunk_rows(self)
+        parts = [
+            np.arange(self._starts[k], self._starts[k + 1], chunk or default, dtype=np.int64)
+            for k, chunk in enumerate(self._chunk_rows_of)
+        ]
+        return np.r_[np.concatenate(parts), self._starts[-1]].astype(np.int64)
+
+    def file_indices(self, indices: Any) -> np.ndarray:
+        """The files that hold samples ``indices``: sorted positions in :attr:`files`, shape
+        ``(m,)``, int64."""
+        idx = self._check_indices(indices)
+        return np.unique(np.searchsorted(self._starts, idx, side="right") - 1).astype(np.int64)
+
+    def relocated(self, copies: Mapping[int, str | os.PathLike[str]]) -> ShardedHDF5Dataset:
+        """This dataset reading some files from copies (node-local staging), nothing re-scanned.
+
+        Parameters
+        ----------
+        copies : mapping of int to path
+            File position in :attr:`files` -> a byte-identical copy of that file.
+
+        Returns
+        -------
+        ShardedHDF5Dataset
+            The same samples, index, ``source`` and fingerprints; reads of file ``k`` go to
+            ``copies[k]``.
+
+        Raises
+        ------
+        DataError
+            A copy is missing or its size differs from the original's.
+        """
+        new = copy.copy(self)
+        new.__dict__.update(self.__getstate__())  # no handles shared with this dataset
+        files = list(self.files)
+        for k, path in copies.items():
+            size, _ = _stat(Path(path))
+            if size != self._index["files"][k]["size"]:
+                raise DataError(
+                    f"{path}: holds {size} bytes, and its original {self.files[k]} "
+                    f"{self._index['files'][k]['size']}; not a copy of it"
+                )
+            files[k] = Path(path)
+        new.files = files
+        return new
+
+    def save_index(self, path: str | os.PathLike[str]) -> None:
+        """Write the index (files, sizes, modification times, lengths, group ids) as JSON to
+        ``path``, atomically; a later construction with ``index_cache=path`` opens no file
+        while they are unchanged. A write that fails is ignored (the cache is an optimisation).
+        """
+        _save_index(Path(path), self._index)
+
     # -- reading --------------------------------------------------------------------------------
-    def _read_file(self, k: int, key: str, local: np.ndarray) -> np.ndarray:
+    def _read_file(self, k: int, key: str, local: np.ndarray, out: np.ndarray, at: slice) -> None:
+        """Rows ``local`` (sorted, distinct) of file ``k``'s ``key`` into ``out[at]``."""
         lo, hi = int(local[0]), int(local[-1]) + 1
+        breaks = np.flatnonzero(np.diff(local) != 1) + 1
         try:
             ds = self._dataset(k, key)
-            if hi - lo == local.size:
-                return np.asarray(ds[lo:hi])
-            if hi - lo <= 2 * local.size:  # dense: one contiguous read beats a point selection
-                return np.asarray(ds[lo:hi])[local - lo]
-            return np.asarray(ds[local])
+            if out.flags.c_contiguous and 4 * (breaks.size + 1) <= local.size:
+                # Runs of at least 4 rows on average (whole blocks): each read straight into
+                # place, one copy of the bytes.
+                first = int(at.start)
+                starts, stops = np.r_[0, breaks].tolist(), np.r_[breaks, local.size].tolist()
+                for a, b in zip(starts, stops, strict=True):
+                    rows = np.s_[int(local[a]) : int(local[b - 1]) + 1]
+                    ds.read_direct(out, rows, np.s_[first + a : first + b])
+            elif hi - lo == local.size:
+                out[at] = ds[lo:hi]
+            elif hi - lo <= 2 * local.size:  # dense: one contiguous read beats a point selection
+                out[at] = np.asarray(ds[lo:hi])[local - lo]
+            else:
+                out[at] = ds[local]
         except DataError:
             raise
         except Exception as exc:
@@ -309,8 +404,8 @@ class ShardedHDF5Dataset(BaseDataset):
             k = int(file_of[a])
             local = idx[a:b] - self._starts[k]
             if x is not None:
-                x[a:b] = self._read_file(k, xkey, local)
-            y[a:b] = self._read_file(k, ykey, local)
+                self._read_file(k, xkey, local, x, np.s_[a:b])
+            self._read_file(k, ykey, local, y, np.s_[a:b])
         return x, y
 
 

@@ -29,6 +29,7 @@ class Comm(Protocol):
     def allgather(self, obj: Any) -> list[Any]: ...
     def barrier(self) -> None: ...
     def abort(self, code: int = 1) -> None: ...
+    def split(self, color: int, key: int = 0) -> Comm: ...
 
     @property
     def local_rank(self) -> int: ...
@@ -55,6 +56,10 @@ class SerialComm:
 
     def abort(self, code: int = 1) -> None:
         raise SystemExit(code)
+
+    def split(self, color: int, key: int = 0) -> SerialComm:
+        """The one process is its own group, whatever the color."""
+        return self
 
     def __repr__(self) -> str:
         return "SerialComm()"
@@ -98,6 +103,22 @@ class MPIComm:
 
     def abort(self, code: int = 1) -> None:
         self._comm.Abort(code)
+
+    def split(self, color: int, key: int = 0) -> MPIComm:
+        """The ranks of the same ``color``, ordered by ``key`` (``MPI_Comm_split``; collective)."""
+        return MPIComm(self._comm.Split(color=int(color), key=int(key)))
+
+    def free(self) -> None:
+        """Release a communicator made by :meth:`split` (never ``COMM_WORLD``)."""
+        from mpi4py import MPI
+
+        if self._comm != MPI.COMM_WORLD and self._comm != MPI.COMM_NULL:
+            self._comm.Free()
+
+    @property
+    def mpi(self) -> Any:
+        """The wrapped ``mpi4py`` communicator (for buffer collectives such as ``Allreduce``)."""
+        return self._comm
 
     def __repr__(self) -> str:
         return f"MPIComm(rank={self.rank}, size={self.size})"

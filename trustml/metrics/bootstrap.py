@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ from trustml.exceptions import TrustmlInputError
 from trustml.utils.seeding import as_seed_sequence
 from trustml.utils.validation import check_positive_int, check_probability
 
-__all__ = ["bootstrap_ci"]
+__all__ = ["bootstrap_ci", "percentile_interval", "resample_indices"]
 
 SeedLike = int | np.random.SeedSequence | None
 
@@ -83,14 +83,35 @@ def bootstrap_ci(
         )
     if n == 0:
         raise TrustmlInputError("bootstrap_ci: expected at least one row, got 0")
-    rng = np.random.default_rng(as_seed_sequence(seed))
-    # Chunks keep the index matrix near 2**22 entries whatever n_boot * N is.
-    chunk = max(1, min(n_boot, (1 << 22) // n))
     values = np.empty(n_boot, dtype=np.float64)
-    for start in range(0, n_boot, chunk):
-        stop = min(start + chunk, n_boot)
-        indices = rng.integers(0, n, size=(stop - start, n))
+    for start, indices in resample_indices(n, n_boot, seed):
         for j, idx in enumerate(indices):
             values[start + j] = float(metric(*(a[idx] for a in data)))
+    return percentile_interval(values, level)
+
+
+def resample_indices(
+    n: int, n_boot: int, seed: SeedLike, *, block_entries: int = 1 << 22
+) -> Iterator[tuple[int, np.ndarray]]:
+    """The row indices of every bootstrap replicate, in blocks: ``(first replicate, indices)``
+    with ``indices`` of shape ``(replicates in the block, n)``.
+
+    The one source of :func:`bootstrap_ci`'s draws, so that anything else resampling ``n``
+    rows with the same ``seed`` (the streaming metrics of
+    :mod:`trustml.metrics.streaming`) draws the very same replicates. Blocks keep the index
+    matrix near ``block_entries`` entries whatever ``n_boot * n`` is (one replicate when
+    ``n`` is larger). numpy's ``Generator.integers`` draws the same sequence however it is
+    cut into calls, so the block size does not change the replicates (the streaming tests
+    check this against :func:`bootstrap_ci`).
+    """
+    rng = np.random.default_rng(as_seed_sequence(seed))
+    chunk = max(1, min(n_boot, block_entries // n))
+    for start in range(0, n_boot, chunk):
+        stop = min(start + chunk, n_boot)
+        yield start, rng.integers(0, n, size=(stop - start, n))
+
+
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+    """The central ``level`` percentile interval of bootstrap replicate ``values``."""
     lo, hi = np.quantile(values, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
     return float(lo), float(hi)

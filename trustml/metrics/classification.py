@@ -141,17 +141,42 @@ def reliability_curve(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> 
     (np.int64(2), np.float64(0.5))
     """
     n_bins = check_positive_int(n_bins, name="n_bins")
+    bins, conf, correct = binned_confidence(probs, labels, n_bins)
+    return binned_curve(bins, conf, correct, n_bins)
+
+
+def binned_confidence(
+    probs: ArrayLike, labels: ArrayLike, n_bins: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per sample: its equal-width confidence bin ``(N,)`` (int), top-label confidence and
+    whether the top label is right (float64 0/1). A reliability curve is a function of
+    these three alone (:func:`binned_curve`), so they can be computed chunk by chunk."""
     p, y = _checked(probs, labels)
     conf = p.max(axis=1)
     correct = (np.argmax(p, axis=1) == y).astype(np.float64)
     edges = np.linspace(0.0, 1.0, n_bins + 1)
     # searchsorted on the edges themselves avoids conf * n_bins rounding across a boundary.
     bins = np.clip(np.searchsorted(edges, conf, side="left") - 1, 0, n_bins - 1)
+    return bins, conf, correct
+
+
+def binned_curve(
+    bins: np.ndarray, conf: np.ndarray, correct: np.ndarray, n_bins: int
+) -> ReliabilityCurve:
+    """The :class:`ReliabilityCurve` of samples given by :func:`binned_confidence`."""
+    edges = np.linspace(0.0, 1.0, n_bins + 1)
     count = np.bincount(bins, minlength=n_bins)
     with np.errstate(invalid="ignore", divide="ignore"):
         confidence = np.bincount(bins, weights=conf, minlength=n_bins) / count
         acc = np.bincount(bins, weights=correct, minlength=n_bins) / count
     return ReliabilityCurve(confidence, acc, count, edges)
+
+
+def ece_of_curve(curve: ReliabilityCurve) -> float:
+    """``sum_b (n_b / N) |accuracy_b - confidence_b|`` over the non-empty bins of ``curve``."""
+    full = curve.counts > 0
+    gaps, counts = np.abs(curve.accuracy[full] - curve.confidence[full]), curve.counts[full]
+    return float(np.sum(counts * gaps) / np.sum(counts))
 
 
 def _gaps(probs: ArrayLike, labels: ArrayLike, n_bins: int) -> tuple[np.ndarray, np.ndarray]:
@@ -178,8 +203,7 @@ def ece(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:
     >>> round(ece([[0.9, 0.1], [0.9, 0.1]], [0, 1]), 6)
     0.4
     """
-    gaps, counts = _gaps(probs, labels, n_bins)
-    return float(np.sum(counts * gaps) / np.sum(counts))
+    return ece_of_curve(reliability_curve(probs, labels, n_bins))
 
 
 def mce(probs: ArrayLike, labels: ArrayLike, n_bins: int = 15) -> float:

@@ -11,6 +11,10 @@ that every compared method is scored on.
 
 ``data.shifts`` is a mapping from name to shift, or a list of shifts that each carry a
 ``name`` (the form of the design document); both give the same protocol.
+
+``data.loader`` says how deep ensembles read their training data (:class:`LoaderSpec`), and
+``data.stage`` names a node-local folder the training files are copied to first
+(:mod:`trustml.protocol._loader`).
 """
 
 from __future__ import annotations
@@ -19,14 +23,16 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, Strict, field_validator, model_validator
 
 from trustml.protocol._fields import (
     LABEL,
     Fraction,
     KeyedError,
     NonNegativeInt,
+    PositiveInt,
     StrictModel,
+    _integer,
 )
 from trustml.protocol._names import CORRUPTION_NAMES
 
@@ -35,6 +41,7 @@ __all__ = [
     "DataSpec",
     "HDF5Source",
     "LevelValue",
+    "LoaderSpec",
     "ShiftSpec",
     "Split",
     "check_criterion",
@@ -312,6 +319,35 @@ class ShiftSpec(StrictModel):
         return [level_label(v) for v in self.levels or []]
 
 
+class LoaderSpec(StrictModel):
+    """``data.loader``: how a deep ensemble reads its training data each epoch.
+
+    ``order: random`` reads every member's own random minibatches sample by sample (the
+    order trustml has always used); ``blocks`` reads whole storage blocks (HDF5 chunks, small
+    files) in windows of ``buffer`` samples, read ``prefetch`` windows ahead by a background
+    thread, and every member shuffles each window (:class:`trustml.uq.BlockShuffle`);
+    ``auto`` is ``blocks`` when the training split holds more than 2 GiB (from shapes, nothing
+    read), else ``random``. The other methods (MC dropout, Bayesian networks, Laplace) read
+    in random order whatever it says.
+    """
+
+    order: Literal["auto", "random", "blocks"] = "auto"
+    buffer: PositiveInt | None = None
+    prefetch: Annotated[int, Strict(), Field(ge=0, le=4), BeforeValidator(_integer)] = 1
+
+    @model_validator(mode="after")
+    def _blocks_only(self) -> LoaderSpec:
+        if self.order == "random":
+            for key in ("buffer", "prefetch"):
+                if key in self.model_fields_set:
+                    raise KeyedError(
+                        f"data.loader.{key}",
+                        "applies to order: blocks (or auto); order: random reads every "
+                        "minibatch when it is needed",
+                    )
+        return self
+
+
 class DataSpec(StrictModel):
     builtin: str | None = None
     hdf5: HDF5Source | None = None
@@ -321,6 +357,10 @@ class DataSpec(StrictModel):
     #: How the run fingerprints the main data (:meth:`trustml.data.BaseDataset.fingerprint`):
     #: every byte, or the structure and a seeded sample of chunks; ``auto`` samples above 10 GB.
     fingerprint: Literal["auto", "full", "sampled"] = "auto"
+    #: How deep ensembles read the training data: random samples, or chunk-aligned blocks.
+    loader: LoaderSpec = Field(default_factory=LoaderSpec)
+    #: A node-local folder each rank copies its training files to before training (HDF5 only).
+    stage: Annotated[str, Field(min_length=1)] | None = None
 
     @field_validator("shifts", mode="before")
     @classmethod
@@ -347,6 +387,13 @@ class DataSpec(StrictModel):
             raise ValueError("give exactly one of 'builtin' or 'hdf5'")
         if self.hdf5 is not None and self.options:
             raise ValueError("'options' apply to builtin datasets only")
+        if self.stage is not None and self.hdf5 is None:
+            raise KeyedError(
+                "data.stage",
+                "copies HDF5 files to a local folder; builtin data is made in memory",
+            )
+        if self.stage is not None and not self.stage.strip():
+            raise KeyedError("data.stage", "an empty path; name a local folder")
         for name, shift in self.shifts.items():
             shift.check(f"data.shifts.{name}")
         return self

@@ -17,12 +17,14 @@ import numpy as np
 
 from trustml.distributed import Comm
 from trustml.protocol import _methods
-from trustml.protocol._parallel import predict_sharded
+from trustml.protocol._parallel import PREDICT_BATCH, predict_sharded
 from trustml.protocol._plan import Plan
 from trustml.protocol._search import fit_default
 from trustml.protocol._shifts import predict_ladders
 from trustml.protocol._stages import run_stage
-from trustml.protocol.schema import Protocol
+from trustml.protocol._stream_eval import StreamStaging, stream_bytes
+from trustml.protocol._stream_predict import StagedPredictions, predict_to_h5
+from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.uq import Predictive
 
 __all__ = ["Predictions", "Trained", "fit_and_predict"]
@@ -30,10 +32,16 @@ __all__ = ["Predictions", "Trained", "fit_and_predict"]
 
 @dataclass(frozen=True)
 class Predictions:
-    """One method's raw predictive of the calibration and test splits (``None`` off rank 0)."""
+    """One method's raw predictive of the calibration and test splits (``None`` off rank 0).
+
+    A test split whose member predictions exceed
+    :func:`~trustml.protocol._stream_eval.stream_bytes` is not gathered: ``test`` is then
+    the :class:`~trustml.protocol._stream_predict.StagedPredictions` it was written to (on
+    every rank), which scoring reads in chunks.
+    """
 
     calibration: Predictive | None
-    test: Predictive | None
+    test: Predictive | StagedPredictions | None
 
 
 @dataclass(frozen=True)
@@ -74,11 +82,18 @@ def fit_and_predict(
     comm: Comm,
     checkpoint_dir: Path | None,
     progress: bool,
+    outdir: Path | None = None,
 ) -> Trained:
     """Fit every method of the protocol (in its order) and predict with it.
 
     Finished ensemble members are checkpointed under ``checkpoint_dir/<label>/`` (when given).
+    A test split too large to gather (:func:`_streamed`) is predicted into a staging folder
+    of ``outdir`` (default: the folder above ``checkpoint_dir``; a temporary folder when
+    neither is given).
     """
+    if outdir is None and checkpoint_dir is not None:
+        outdir = checkpoint_dir.parent
+    staging = StreamStaging(outdir, comm)
     ds, splits = plan.dataset, plan.splits
     timings: dict[str, float] = {}
     models: dict[str, Any] = {}
@@ -97,9 +112,17 @@ def fit_and_predict(
         t1 = time.perf_counter()
         opts = _methods.predict_options(spec)
         with run_stage(f"predicting with {spec.name!r}"):
+            test: Predictive | StagedPredictions | None
+            if _streamed(spec, len(splits["test"]), plan.n_targets, protocol.task):
+                folder = staging.folder()
+                test = predict_to_h5(
+                    model, ds, splits["test"], folder / f"{spec.name}.test.h5", comm=comm,
+                    batch_size=PREDICT_BATCH, keep=staging.keep, **opts,
+                )  # fmt: skip
+            else:
+                test = predict_sharded(model, ds, splits["test"], comm=comm, **opts)
             predictions[spec.name] = Predictions(
-                predict_sharded(model, ds, splits["calibration"], comm=comm, **opts),
-                predict_sharded(model, ds, splits["test"], comm=comm, **opts),
+                predict_sharded(model, ds, splits["calibration"], comm=comm, **opts), test
             )
         models[spec.name] = model
         timings[f"{spec.name}.fit"] = round(t1 - t0, 2)
@@ -132,3 +155,16 @@ def fit_and_predict(
             ladders = predict_ladders(protocol, plan.ladders, models, comm)
         timings["ladders.predict"] = round(time.perf_counter() - t0, 2)
     return Trained(models, predictions, shifts, timings, ladders, defaults)
+
+
+def _streamed(spec: UncertaintySpec, n_test: int, width: int, task: str) -> bool:
+    """Whether the method's test-split member predictions (``K x N x W`` float64, twice for
+    regression's means and stds) exceed :func:`~trustml.protocol._stream_eval.stream_bytes`.
+
+    ``K`` is the method's members or posterior draws. A method with a hyper-parameter search
+    is never streamed (its comparison with the default ensemble scores in memory).
+    """
+    if spec.search is not None:
+        return False
+    k = spec.draws or spec.members
+    return 8 * k * n_test * width * (2 if task == "regression" else 1) > stream_bytes()

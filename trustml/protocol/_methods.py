@@ -25,6 +25,7 @@ from trustml.data import BaseDataset
 from trustml.distributed import Comm, MemberCheckpoints, run_key
 from trustml.exceptions import ProtocolError
 from trustml.models import dropout_rates
+from trustml.protocol._loader import order_key, training_order
 from trustml.protocol._network import model_factory
 from trustml.protocol._parallel import fit_plain_ensemble
 from trustml.protocol._search import fit_search
@@ -193,6 +194,10 @@ def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
             "uncertainty": spec.model_dump(),
             "index": i,
             "device": job.device.type,
+            # Another group size changes a member's numbers (float rounding): never resume
+            # from its checkpoints. D = 1 keeps the key it always had.
+            **({"parallel": protocol.parallel.data} if protocol.parallel.data > 1 else {}),
+            **order_key(protocol, job.train),  # data.loader: blocks change the numbers
         }
     )
     folder = job.checkpoint_dir
@@ -205,7 +210,8 @@ def _fit_ensemble(protocol: Protocol, i: int, seed: Any, job: FitJob) -> Any:
     return fit_plain_ensemble(
         job.make_model, spec.train, members=spec.members, task=protocol.task, seed=seed,
         device=job.device, data=job.train, comm=job.comm, checkpoints=store,
-        progress=job.progress,
+        progress=job.progress, data_parallel=protocol.parallel.data,
+        order=training_order(protocol, job.train, seed),
     )  # fmt: skip
 
 

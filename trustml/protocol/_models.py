@@ -43,6 +43,7 @@ from trustml.protocol._names import (
     UNCERTAINTY_QUANTITIES,
     task_metrics,
 )
+from trustml.protocol._parallel_spec import ParallelSpec
 from trustml.protocol._search_spec import SearchSpec
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "DataSpec",
     "HDF5Source",
     "ModelSpec",
+    "ParallelSpec",
     "Protocol",
     "ReportSpec",
     "ShiftSpec",
@@ -267,6 +269,7 @@ class Protocol(StrictModel):
     ]
     seed: Seed = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    parallel: ParallelSpec = Field(default_factory=ParallelSpec)
     data: DataSpec
     task: Literal["regression", "classification"]
     model: ModelSpec
@@ -336,6 +339,7 @@ class Protocol(StrictModel):
             check_examples_source(self.attribution.examples_from, self.data.shifts)
         if self.acquisition is not None:
             self.acquisition.check(self.task, list(labels))
+        self.parallel.check(self.uncertainty, self.method_key, self.acquisition is not None)
         if self.data.split.order == "random" and "gap" in self.data.split.model_fields_set:
             raise KeyedError("data.split.gap", "applies to order: temporal only")
         return self

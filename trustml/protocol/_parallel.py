@@ -3,6 +3,12 @@
 Work is split so that every rank count computes exactly the same numbers: member ``k`` is
 trained from child ``k`` of the protocol seed whichever rank trains it, and predictions and
 attributions are cut on the batch boundaries a single process uses.
+
+With ``parallel: {data: D}`` the ranks form groups of D (:func:`trustml.distributed.data_groups`):
+each group trains a block of the members, every rank of it on 1/D of every minibatch with the
+gradients averaged over the group. A given layout (P, D, seed) reproduces its numbers exactly;
+another D changes them by float rounding of the averaged gradients only (the global batches
+are the same sets of samples).
 """
 
 from __future__ import annotations
@@ -19,18 +25,23 @@ import torch
 
 from trustml.data import BaseDataset
 from trustml.distributed import (
+    DEFAULT_ALLREDUCE,
     Comm,
     MemberCheckpoints,
     block_range,
+    data_groups,
+    free_group,
     greedy_owners,
     shard_batches,
 )
+from trustml.exceptions import ProtocolError
 from trustml.explain import Attribution, attribute
 from trustml.report import RunResults
 from trustml.report.html import draw_figures, figure_jobs
-from trustml.uq import DeepEnsemble, Predictive
+from trustml.uq import DataShare, DeepEnsemble, Predictive
 
 __all__ = [
+    "check_data_parallel",
     "fit_plain_ensemble",
     "train_ensemble",
     "predict_sharded",
@@ -91,9 +102,12 @@ def fit_plain_ensemble(
     comm: Comm,
     checkpoints: MemberCheckpoints | None,
     progress: bool,
+    data_parallel: int = 1,
+    order: Any = None,
 ) -> DeepEnsemble:
     """A ``DeepEnsemble`` of ``members`` networks of ``make_model``, trained with the protocol's
-    ``train`` settings (epochs, batch size, lr, weight decay) by :func:`train_ensemble`."""
+    ``train`` settings (epochs, batch size, lr, weight decay) by :func:`train_ensemble`, in
+    groups of ``data_parallel`` ranks (``parallel.data``)."""
     ensemble = DeepEnsemble(make_model, members=members, task=task, seed=seed, device=device)
     t = train_settings
     options = {
@@ -102,8 +116,22 @@ def fit_plain_ensemble(
         "lr": t.lr,
         "weight_decay": t.weight_decay,
         "progress": progress,
+        "order": order,  # the epoch order (data.loader); None: random
     }
-    return train_ensemble(ensemble, data, options, comm=comm, checkpoints=checkpoints)
+    return train_ensemble(
+        ensemble, data, options, comm=comm, checkpoints=checkpoints, data_parallel=data_parallel
+    )
+
+
+def check_data_parallel(data_parallel: int, comm: Comm) -> None:
+    """``parallel.data`` must divide the number of ranks (:class:`ProtocolError` otherwise)."""
+    if data_parallel < 1 or comm.size % data_parallel:
+        raise ProtocolError(
+            f"groups of {data_parallel} ranks need a multiple of {data_parallel} MPI ranks, "
+            f"and this run has {comm.size}; start it with mpiexec -n "
+            f"{data_parallel * max(1, comm.size // data_parallel)} or change parallel.data",
+            key="parallel.data",
+        )
 
 
 def train_ensemble(
@@ -113,15 +141,25 @@ def train_ensemble(
     *,
     comm: Comm,
     checkpoints: MemberCheckpoints | None,
+    data_parallel: int = 1,
+    allreduce: str = DEFAULT_ALLREDUCE,
 ) -> DeepEnsemble:
-    """Train this rank's block of members (vectorized), checkpoint them, share all of them.
+    """Train this group's block of members (vectorized), checkpoint them, share all of them.
 
-    Members with a valid checkpoint are loaded, not retrained.
+    The ranks form groups of ``data_parallel`` (1: every rank alone, as before); group ``g``
+    trains block ``g`` of the members, its ranks on shares of every minibatch with the
+    gradients averaged by ``allreduce`` (``"mpi"`` or ``"torch"``, see
+    :mod:`trustml.distributed.gradients`). Every rank of a group ends with the same weights;
+    the group's first rank checkpoints them and sends them to the others. Members with a
+    valid checkpoint are loaded, not retrained.
     """
-    mine = list(block_range(ensemble.members, comm.size, comm.rank))
+    check_data_parallel(data_parallel, comm)
+    n_groups, index, group = data_groups(comm, data_parallel, allreduce=allreduce, share=DataShare)
+    lead = group is None or group.rank == 0
+    mine = list(block_range(ensemble.members, n_groups, index))
     plain_parts: list[dict[str, Any]] = []
     todo = []
-    for k in mine:
+    for k in mine if lead else ():
         stored = checkpoints.load(k) if checkpoints is not None else None
         if stored is None:
             todo.append(k)
@@ -130,15 +168,20 @@ def train_ensemble(
     if plain_parts:
         resumed = [p["member_indices"][0] for p in plain_parts]
         log.info("rank %d: resumed members %s from checkpoints", comm.rank, resumed)
+    if group is not None:  # the group trains what its first rank found no checkpoint of
+        todo = group.comm.bcast(todo)
     if todo:
-        part = ensemble._fit_members(todo, train, **fit_options)
+        part = ensemble._fit_members(todo, train, **fit_options, group=group)
         for j, k in enumerate(part["member_indices"]):
+            if not lead:
+                continue
             plain = _to_plain(part, j)
             if checkpoints is not None:
                 checkpoints.save(k, plain)
             plain_parts.append(plain)
         if os.environ.get(CRASH_ENV) == str(comm.rank):
             os._exit(75)
+    free_group(group)
     gathered = [p for parts in comm.allgather(plain_parts) for p in parts]
     return ensemble._assemble([_from_plain(p) for p in gathered])
 

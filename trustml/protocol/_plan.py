@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,6 +25,7 @@ from trustml.distributed import Comm
 from trustml.exceptions import ProtocolError, TrustmlInputError
 from trustml.protocol import _methods, _sizes
 from trustml.protocol._calibrate import check_available
+from trustml.protocol._loader import check_stage, stage_folder
 from trustml.protocol._network import model_factory
 from trustml.protocol._search import check_search
 from trustml.protocol._shifts import Ladder, check_like_main, load_ladders, shift_builtin
@@ -57,6 +59,9 @@ class Plan:
     ladders : dict
         Shift ladder name -> its :class:`~trustml.protocol._shifts.Ladder` (one test set per
         level).
+    staging : dict or None
+        With ``data.stage``, what was copied (see :func:`trustml.protocol._loader.prepared_data`);
+        the manifest records it.
     """
 
     dataset: BaseDataset
@@ -68,6 +73,7 @@ class Plan:
     device: torch.device
     shifts: dict[str, BaseDataset]
     ladders: dict[str, Ladder] = field(default_factory=dict)
+    staging: dict[str, Any] | None = None
 
 
 def _device(protocol: Protocol, comm: Comm) -> torch.device:
@@ -79,10 +85,10 @@ def _device(protocol: Protocol, comm: Comm) -> torch.device:
     return torch.device("cuda", comm.local_rank % torch.cuda.device_count())
 
 
-def _open_hdf5(h: HDF5Source, base_dir: Path) -> BaseDataset:
+def _open_hdf5(h: HDF5Source, base_dir: Path, index_cache: Path | None = None) -> BaseDataset:
     if h.files is not None:
-        # No index cache yet: make_plan does not know the output folder, so every run scans
-        # each shard's header once (the cache belongs in OUT/checkpoints/data_index.json).
+        # The index cache is only read here: nothing is written before the output folder is
+        # claimed (trustml.protocol._loader.prepared_data writes it then).
         files = [h.files] if isinstance(h.files, str) else h.files
         paths = [str(p if Path(p).is_absolute() else base_dir / p) for p in files]
         return ShardedHDF5Dataset(
@@ -90,7 +96,9 @@ def _open_hdf5(h: HDF5Source, base_dir: Path) -> BaseDataset:
             inputs=h.inputs,
             targets=h.targets,
             groups=h.groups,
+            index_cache=index_cache,
             validate=True,
+            write_index=False,
         )
     assert h.path is not None  # HDF5Source holds exactly one of path or files
     path = Path(h.path)
@@ -99,12 +107,14 @@ def _open_hdf5(h: HDF5Source, base_dir: Path) -> BaseDataset:
     return HDF5Dataset(path, inputs=h.inputs, targets=h.targets, groups=h.groups, validate=True)
 
 
-def _load_dataset(protocol: Protocol, base_dir: Path) -> BaseDataset:
+def _load_dataset(
+    protocol: Protocol, base_dir: Path, index_cache: Path | None = None
+) -> BaseDataset:
     spec = protocol.data
     if spec.builtin is not None:
         return load_builtin(spec.builtin, seed=child(protocol.seed, "data"), **spec.options)
     assert spec.hdf5 is not None  # DataSpec holds exactly one source
-    return _open_hdf5(spec.hdf5, base_dir)
+    return _open_hdf5(spec.hdf5, base_dir, index_cache)
 
 
 def _load_shifts(protocol: Protocol, base_dir: Path, main: BaseDataset) -> dict[str, BaseDataset]:
@@ -250,8 +260,12 @@ def _check_model(
     return probe
 
 
-def make_plan(protocol: Protocol, base_dir: Path, comm: Comm) -> Plan:
+def make_plan(
+    protocol: Protocol, base_dir: Path, comm: Comm, *, index_cache: Path | None = None
+) -> Plan:
     """Resolve and check the protocol against its data and model, before any training.
+
+    ``index_cache`` is where a many-file dataset's index may already be cached (read only).
 
     Raises
     ------
@@ -263,7 +277,10 @@ def make_plan(protocol: Protocol, base_dir: Path, comm: Comm) -> Plan:
     check_available(protocol)
     device = _device(protocol, comm)
     _sizes.check_data_size(protocol)
-    ds = _load_dataset(protocol, base_dir)
+    stage = stage_folder(protocol, base_dir)
+    if stage is not None:
+        check_stage(stage)  # refused before anything is written
+    ds = _load_dataset(protocol, base_dir, index_cache)
     output_dim, n_targets, names = _targets(protocol, ds)
     _check_attribution_data(protocol, ds, n_targets)
     splits = _checked_splits(protocol, ds)

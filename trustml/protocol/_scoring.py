@@ -23,6 +23,8 @@ from trustml.protocol._plan import Plan
 from trustml.protocol._reference import reference_predictors
 from trustml.protocol._shifts import examples_source, score_ladders, score_set
 from trustml.protocol._splits import SplitScan, duplicates, scan_split, target_stats
+from trustml.protocol._stream_eval import ArrayStore, score_staged
+from trustml.protocol._stream_predict import StagedPredictions
 from trustml.protocol.schema import Protocol, UncertaintySpec
 from trustml.uq import Predictive
 from trustml.utils.seeding import child
@@ -144,7 +146,7 @@ def _score_method(
     Returns the method's summary part, its arrays (in ``group``) and its calibration.
     """
     pred_cal, pred_test = predictions.calibration, predictions.test
-    assert pred_cal is not None and pred_test is not None  # rank 0
+    assert pred_cal is not None and isinstance(pred_test, Predictive)  # rank 0, in memory
     level = 1.0 - protocol.calibration.alpha  # of the regression intervals
     cal = calibrate(protocol.calibration, pred_cal, y_cal, pred_test)
     calibrated = cal.test
@@ -188,6 +190,30 @@ def _score_method(
     return part, arrays, cal
 
 
+def _score_streamed(
+    protocol: Protocol,
+    spec: UncertaintySpec,
+    predictions: Predictions,
+    y_cal: np.ndarray,
+    y_test: np.ndarray,
+    group: str,
+    *,
+    targets: bool,
+) -> tuple[dict[str, Any], dict[str, Any], Calibrated]:
+    """:func:`_score_method` of a test split staged on disk (:mod:`._stream_eval`): the same
+    summary part, its arrays stored in the staging folder (with the test targets when
+    ``targets``); the staged predictions are removed once scored."""
+    staged = predictions.test
+    assert isinstance(staged, StagedPredictions)
+    store = ArrayStore(staged.path.parent / "arrays.h5", keep=staged.keep)
+    out = score_staged(
+        protocol, spec, predictions.calibration, y_cal, staged, y_test, group, store,
+        targets=targets,
+    )  # fmt: skip
+    staged.path.unlink(missing_ok=True)
+    return out
+
+
 def _score_shifts(
     protocol: Protocol,
     plan: Plan,
@@ -225,18 +251,24 @@ def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
     calibrations: dict[str, Calibrated] = {}
     for i, spec in enumerate(protocol.methods):
         group = rk.method_test(spec.name, primary=i == 0)
-        part, part_arrays, calibrations[spec.name] = _score_method(
-            protocol, spec, trained.predictions[spec.name], y_cal, y_test, group
-        )
+        predictions = trained.predictions[spec.name]
+        if isinstance(predictions.test, StagedPredictions):  # too large to hold: in chunks
+            part, part_arrays, calibrations[spec.name] = _score_streamed(
+                protocol, spec, predictions, y_cal, y_test, group, targets=i == 0
+            )
+        else:
+            part, part_arrays, calibrations[spec.name] = _score_method(
+                protocol, spec, predictions, y_cal, y_test, group
+            )
         part["primary"] = i == 0
         part["index"] = i  # results.json sorts keys: this keeps the protocol's order
         model = trained.models[spec.name]
         part["history"] = _methods.history(model)
         search = _search.record(model)
         if search is not None:
+            assert isinstance(predictions.test, Predictive)  # a searched method is not streamed
             search["comparison"] = _search.score_comparison(
-                protocol, part["metrics"],
-                (trained.predictions[spec.name].calibration, trained.predictions[spec.name].test),
+                protocol, part["metrics"], (predictions.calibration, predictions.test),
                 trained.defaults[spec.name], y_cal, y_test,
                 search["selection"]["best_single"], spec.members,
             )  # fmt: skip
@@ -275,9 +307,9 @@ def score_run(protocol: Protocol, plan: Plan, trained: Trained) -> Scored:
         n = min(protocol.attribution.n_examples, len(idx))
         if task == "regression":
             attribution_targets = np.full(n, protocol.attribution.target)
-        else:  # explain the class the calibrated model predicts
-            probs = primary.test.probs if where is None else arrays[rk.path(where, rk.PROBS)]
-            attribution_targets = probs[:n].argmax(axis=1)
+        else:  # explain the class the calibrated model predicts (in memory or stored)
+            probs = arrays[rk.path(rk.PRIMARY_TEST if where is None else where, rk.PROBS)]
+            attribution_targets = np.asarray(probs[:n]).argmax(axis=1)
     return Scored(
         methods=methods,
         arrays=arrays,

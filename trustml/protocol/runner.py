@@ -37,6 +37,7 @@ from trustml.protocol._plan import Plan, dataset_fingerprint, make_plan
 from trustml.protocol._search import trial_times
 from trustml.protocol._shifts import examples_source, shift_metrics
 from trustml.protocol._stages import claimed, left_behind, run_stage
+from trustml.protocol._staging import index_cache, prepared_data
 from trustml.protocol._summary import summarize
 from trustml.protocol.schema import Protocol
 from trustml.report import RunResults
@@ -130,9 +131,13 @@ def run_protocol(
     outdir = check_outdir(resolve_outdir(protocol, out), force=force) if write else None
     try:
         # Every rank validates alike: an invalid protocol fails on all of them, before any work.
-        plan = make_plan(protocol, Path(base_dir), comm)
+        plan = make_plan(protocol, Path(base_dir), comm, index_cache=index_cache(outdir))
         _campaign.check_campaign(protocol, plan)
-        with claimed(outdir, force, comm), abort_on_error(comm):
+        with (
+            claimed(outdir, force, comm),
+            abort_on_error(comm),
+            prepared_data(protocol, plan, outdir, comm, Path(base_dir)) as plan,
+        ):
             return _execute(
                 protocol, protocol_text, plan, outdir, comm, progress, command,
                 Path(base_dir), started,
@@ -244,6 +249,8 @@ def _execute(
             command=command, protocol_dir=base_dir, world_size=comm.size, timings=timings,
             wall_time_s=round(time.perf_counter() - started, 2), fingerprint_plan=fp_plan,
         )  # fmt: skip
+        if plan.staging is not None:  # data.stage: what was copied, and how long it took
+            manifest["staging"] = plan.staging
         search_times = trial_times(trained.models)
         if search_times:  # per-trial wall times (results.json holds none)
             manifest["search_trial_s"] = search_times

@@ -13,8 +13,11 @@ attribution code, so any report can be rebuilt from a results directory without 
   ``templates/<id>.html.j2``.
 - ``figures/``: the matplotlib drawing, one module per section that draws.
 - ``reforms.py``: the REFORMS checklist items; ``_format.py``: how numbers are written.
+- ``_stored.py``: :class:`StoredArray`, an array of ``arrays`` too large to load, read in
+  parts; the report reads a subsample of rows of the largest arrays.
 """
 
+from trustml.report._stored import StoredArray
 from trustml.report.html import render_html
 from trustml.report.results import (
     FORMAT_VERSION,
@@ -30,6 +33,7 @@ __all__ = [
     "FORMAT_VERSION",
     "RESULT_FILES",
     "RunResults",
+    "StoredArray",
     "json_bytes",
     "rebuild_report",
     "render_html",

@@ -28,6 +28,7 @@ import jinja2
 
 from trustml.report import figures, sections
 from trustml.report._format import format_ci, format_count, format_number, format_pct
+from trustml.report._stored import bounded_view, row_stride, subsampled
 from trustml.report.sections import (
     KNOWN_SUMMARY_KEYS,
     Content,
@@ -90,6 +91,7 @@ def render_html(
         "title": str(results.summary.get("name") or "unnamed run"),
         "task": results.summary.get("task"),
         "seed": results.summary.get("seed"),
+        "subsampled": _subsampled(results.arrays),
     }
     shown: list[tuple[Section, bool]] = []
     for section, content in _build(results, outdir):
@@ -137,6 +139,7 @@ def _build(results: ResultsLike, outdir: str | None) -> Iterator[tuple[Section, 
         outdir=outdir or "OUTDIR",
         methods=compared_methods(results.summary),
         known_keys=KNOWN_SUMMARY_KEYS,
+        view=bounded_view(results.arrays),
     )
     present: list[str] = []
     for section in sections.SECTIONS:
@@ -144,6 +147,15 @@ def _build(results: ResultsLike, outdir: str | None) -> Iterator[tuple[Section, 
         if content is not None:
             present.append(section.id)
         yield section, content
+
+
+def _subsampled(arrays: Mapping[str, Any]) -> dict[str, int] | None:
+    """What the page says when its figures read a subsample of the largest arrays."""
+    cut = subsampled(arrays)
+    if not cut:
+        return None
+    rows = max(n for _, n in cut.values())
+    return {"rows": rows, "stride": row_stride(rows), "read": len(range(0, rows, row_stride(rows)))}
 
 
 def _figures(content: Content | None) -> tuple[FigureSpec, ...]:

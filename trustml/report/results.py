@@ -30,6 +30,7 @@ from trustml import results_keys as rk
 from trustml.exceptions import DataError
 from trustml.report import html as _html
 from trustml.report._json import json_bytes
+from trustml.report._stored import LAZY_ROWS, StoredArray
 from trustml.utils.atomic import atomic_write_text
 from trustml.utils.rundir import write_files
 
@@ -67,9 +68,12 @@ class RunResults:
         JSON-serialisable numbers and labels; written to ``results.json``. Holds no timestamps or
         hostnames, so the same protocol and seed give a byte-identical file. Non-finite floats are
         written as ``null``.
-    arrays : dict of str to numpy.ndarray
+    arrays : dict of str to numpy.ndarray or StoredArray
         Arrays keyed by HDF5 path (:mod:`trustml.results_keys` names them), e.g. the primary
-        method's test-split predictive mean of shape ``(n_test, n_targets)``.
+        method's test-split predictive mean of shape ``(n_test, n_targets)``. An array too
+        large to hold is a :class:`~trustml.report._stored.StoredArray` (a dataset of an HDF5
+        file, copied into ``arrays.h5`` in blocks of rows); :meth:`load` gives one for every
+        dataset of more than :data:`~trustml.report._stored.LAZY_ROWS` rows.
     manifest : dict
         Provenance (``created_at``, library versions, command line, seed, hashes).
     protocol_text : str
@@ -87,7 +91,7 @@ class RunResults:
     """
 
     summary: dict[str, Any]
-    arrays: dict[str, np.ndarray] = field(default_factory=dict)
+    arrays: dict[str, Any] = field(default_factory=dict)
     manifest: dict[str, Any] = field(default_factory=dict)
     protocol_text: str = ""
     extras: dict[str, bytes] = field(default_factory=dict)
@@ -103,7 +107,9 @@ class RunResults:
             )
         self.arrays = _checked_arrays(self.arrays)
         for name, data in self.extras.items():
-            if not (_EXTRA_RE.match(name) and name.startswith("posterior_") and name.endswith(".nc")):
+            if not (
+                _EXTRA_RE.match(name) and name.startswith("posterior_") and name.endswith(".nc")
+            ):
                 raise ValueError(
                     f"RunResults.extras: {name!r} is not an allowed file name (posterior_LABEL.nc)"
                 )
@@ -251,15 +257,21 @@ def results_schema() -> dict[str, Any]:
     return json.loads(text)
 
 
-def _checked_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
+def _checked_arrays(arrays: Mapping[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
     for key, value in arrays.items():
         if not isinstance(key, str) or not _KEY_RE.match(key):
             raise ValueError(
                 f"RunResults.arrays key {key!r} must be a path like {_EXAMPLE_KEY!r} "
                 "(letters, digits, '_', '.', '-', separated by '/')"
             )
-        array = np.asarray(value)
+        # A stored array (too large to load) stays in its file; it is copied in blocks.
+        array = value if isinstance(value, StoredArray) else np.asarray(value)
+        if isinstance(value, StoredArray) and array.dtype.kind not in _NUMERIC_KINDS:
+            raise TypeError(
+                f"RunResults.arrays[{key!r}] is stored: it must hold numbers or booleans, "
+                f"got dtype {array.dtype}"
+            )
         if array.dtype.kind not in _NUMERIC_KINDS + "U":
             raise TypeError(
                 f"RunResults.arrays[{key!r}] must hold numbers, booleans or str, "
@@ -276,7 +288,7 @@ def _checked_arrays(arrays: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
-def _write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
+def _write_arrays(path: Path, arrays: Mapping[str, Any]) -> None:
     with h5py.File(path, "w") as f:
         f.attrs[_FORMAT_ATTR] = FORMAT_VERSION
         for key in sorted(arrays):
@@ -285,7 +297,11 @@ def _write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
             kwargs: dict[str, Any] = {"track_times": False}
             if array.ndim >= 1 and array.size > 0:
                 kwargs.update(compression="gzip", compression_opts=4, shuffle=True)
-            if array.dtype.kind == "U":
+            if isinstance(array, StoredArray):
+                ds = f.create_dataset(key, shape=array.shape, dtype=array.dtype, **kwargs)
+                for a, b in array.row_blocks():
+                    ds[a:b] = array[a:b]
+            elif array.dtype.kind == "U":
                 data = np.asarray(array.astype(object))
                 ds = f.create_dataset(key, data=data, dtype=h5py.string_dtype(), **kwargs)
                 ds.attrs["numpy_dtype"] = array.dtype.str
@@ -293,7 +309,7 @@ def _write_arrays(path: Path, arrays: Mapping[str, np.ndarray]) -> None:
                 f.create_dataset(key, data=array, **kwargs)
 
 
-def _read_arrays(path: Path) -> dict[str, np.ndarray]:
+def _read_arrays(path: Path) -> dict[str, Any]:
     try:
         with h5py.File(path, "r") as f:
             version = f.attrs.get(_FORMAT_ATTR)
@@ -304,17 +320,21 @@ def _read_arrays(path: Path) -> dict[str, np.ndarray]:
                     f"{path}: results format {int(version)} is newer than this trustml "
                     f"understands ({FORMAT_VERSION}); upgrade trustml"
                 )
-            arrays: dict[str, np.ndarray] = {}
+            arrays: dict[str, Any] = {}
+            lazy: list[str] = []
 
             def visit(name: str, obj: Any) -> None:
                 if isinstance(obj, h5py.Dataset):
                     if "numpy_dtype" in obj.attrs:
                         dtype = np.dtype(str(obj.attrs["numpy_dtype"]))
                         arrays[name] = np.asarray(obj.asstr()[()]).astype(dtype)
+                    elif obj.ndim and obj.shape[0] > LAZY_ROWS:  # read in parts, when used
+                        lazy.append(name)
                     else:
                         arrays[name] = np.asarray(obj[()])
 
             f.visititems(visit)
+        arrays.update({name: StoredArray(path, name) for name in lazy})
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 file ({exc})") from None
     return dict(sorted(arrays.items()))

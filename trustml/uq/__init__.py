@@ -9,7 +9,9 @@ model takes the fastest (grouped) engine through :class:`trustml.models.GroupedM
 :class:`Laplace` wraps laplace-torch around a trained network.
 """
 
+from trustml.uq._block_order import BlockShuffle
 from trustml.uq._constraints import InvalidParameterError
+from trustml.uq._fit_loop import DataShare
 from trustml.uq._heads import EXPLAIN_OUTPUTS
 from trustml.uq.base import UncertaintyEstimator
 from trustml.uq.ensemble import DeepEnsemble
@@ -17,6 +19,8 @@ from trustml.uq.predictive import Predictive
 
 __all__ = [
     "EXPLAIN_OUTPUTS",
+    "BlockShuffle",
+    "DataShare",
     "DeepEnsemble",
     "InvalidParameterError",
     "Predictive",

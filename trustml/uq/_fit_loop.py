@@ -15,7 +15,7 @@ from trustml.uq._heads import HeadSpec
 from trustml.uq._lanes import Lanes
 from trustml.uq._source import Source
 from trustml.uq._train_settings import TrainSettings
-from trustml.uq._vectorized import Engine
+from trustml.uq._vectorized import Engine, GradientSync
 from trustml.utils.seeding import child
 
 __all__ = [
@@ -131,17 +131,25 @@ class RandomOrder:
         orders = train_idx[np.stack([rng.permutation(len(train_idx)) for rng in rngs])]
         for start in range(0, len(train_idx), batch_size):
             batch = np.sort(orders[:, start : start + batch_size], axis=1)
+            part = batch
             if share.size > 1:
-                batch = np.array_split(batch, share.size, axis=1)[share.rank]
-            yield source.gather(batch, device)
+                part = np.array_split(batch, share.size, axis=1)[share.rank]
+            # An empty share (a last batch shorter than the group) reads one sample for the
+            # shapes and passes none on.
+            x, y = source.gather(part if part.shape[1] else batch[:, :1], device)
+            if y is None:
+                raise TypeError(f"Expected training targets, got inputs only (from {source.kind})")
+            yield (x, y) if part.shape[1] else (x[:, :0], y[:, :0])
 
 
-class GradientGroup(Protocol):
+class GradientGroup(GradientSync, Protocol):
     """The ranks that train the same members together (data parallelism inside a member).
 
     ``share`` is this rank's part of every batch; ``sum`` adds a tensor over the group's ranks
-    (for the epoch's loss sums and sample counts). Averaging the gradients themselves is the
-    engine's job (its gradient hook), installed by whoever builds the group.
+    (for the epoch's loss sums and sample counts). The group is also the engine's gradient
+    sync (:class:`trustml.uq._vectorized.GradientSync`: ``average`` between the backward pass
+    and the optimizer step, ``first_sample`` for dropout masks); :func:`train_members` installs
+    it. :class:`trustml.distributed.DataGroup` is one over MPI or ``torch.distributed``.
     """
 
     share: DataShare
@@ -179,10 +187,12 @@ def train_members(
 
     ``order`` draws and reads each epoch's minibatches (default :class:`RandomOrder`);
     ``group`` makes this rank one of several that train the same members on shares of every
-    batch: the loss sums are added over the group, so every rank records the same history.
+    batch: the loss sums are added over the group, so every rank records the same history,
+    and the group averages the gradients of every step (``engine.sync``).
     """
     order = RandomOrder() if order is None else order
     share = DataShare() if group is None else group.share
+    engine.sync = group
     k_members = engine.members
     if lanes is None:
         engine.start(settings.lr, settings.weight_decay)

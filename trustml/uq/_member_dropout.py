@@ -89,10 +89,12 @@ def keep_mask(
 
 
 class DropoutClock:
-    """The training step shared by every :class:`HashDropout` of a fit."""
+    """The training step shared by every :class:`HashDropout` of a fit, and the index of the
+    first sample of the batch in the global batch (non-zero on a data-parallel share)."""
 
     def __init__(self) -> None:
         self.step = 0
+        self.offset = 0
 
 
 class HashDropout(nn.Module):
@@ -122,6 +124,7 @@ class HashDropout(nn.Module):
             self.layer,
             tuple(x.shape),
             self.p,
+            offset=self.clock.offset,
             channelwise=self.channelwise,
         )
         return x * keep.to(x.dtype) / (1.0 - self.p)

@@ -18,6 +18,18 @@ different numbers. With a fixed block the kernel is the same whichever members s
 a member's arithmetic does not depend on its lane (tested under lowered CPU capabilities too).
 Turning oneDNN off instead (ATen then convolves one group at a time) is exact as well, but
 made vectorized training 0.58x the speed of a loop over members.
+
+Data parallelism inside a member (``parallel: {data: D}``): ``engine.sync`` (a
+:class:`GradientSync`, e.g. :class:`trustml.distributed.DataGroup`) is called between the
+backward pass and the optimizer step of every ``train_step``. Each rank's loss is the mean over
+its own share of the batch, so its gradient is the mean over its ``b`` samples; the sync replaces
+it by the batch-weighted mean over the group, the gradient of the whole global batch, and every
+rank then takes the same optimizer step. A rank whose share of a step is empty skips the forward
+pass and contributes nothing. Models with batch statistics (BatchNorm) normalise each share with
+its own statistics, as PyTorch DDP does without SyncBatchNorm, so their gradients are not the
+whole batch's; their running statistics are averaged over the group like the gradients (ranks
+stay identical). Dropout masks follow the global sample index (``GradientSync.first_sample``),
+so a share draws the masks one rank would draw for those samples.
 """
 
 from __future__ import annotations
@@ -25,7 +37,8 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -35,9 +48,14 @@ from torch.func import functional_call, stack_module_state, vmap
 from trustml.uq._grouped import GroupedForward, grouped_unsupported
 from trustml.uq._heads import HeadSpec
 from trustml.uq._lanes import LaneValue, member_optimizer, stacked_optimizer
-from trustml.uq._member_dropout import DropoutClock, with_member_dropout
+from trustml.uq._member_dropout import (
+    DropoutClock,
+    HashDropout,
+    dropout_layers,
+    with_member_dropout,
+)
 
-__all__ = ["Engine", "build_engine"]
+__all__ = ["Engine", "GradientSync", "build_engine"]
 
 log = logging.getLogger("trustml")
 
@@ -61,6 +79,34 @@ def _one_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[0] if text else ''}".rstrip(": ")
 
 
+#: Buffers the forward pass updates from the batch (BatchNorm); a gradient sync averages them.
+RUNNING_STATS = ("running_mean", "running_var", "num_batches_tracked")
+
+
+class GradientSync(Protocol):
+    """Averages gradients over the ranks that train the same members on shares of a batch."""
+
+    def first_sample(self, batch: int) -> int:
+        """Index of this rank's first sample in the global batch (``batch`` samples here)."""
+        ...
+
+    def average(
+        self, params: Sequence[torch.Tensor], buffers: Sequence[torch.Tensor], batch: int
+    ) -> None:
+        """Replace every ``p.grad`` (and the running statistics ``buffers``) by the group's
+        batch-weighted mean; ``batch`` is this rank's number of samples (0: none)."""
+        ...
+
+
+def _has_dropout(module: nn.Module) -> bool:
+    hashed = any(isinstance(m, HashDropout) and m.p > 0 for m in module.modules())
+    return hashed or next(dropout_layers(module), None) is not None
+
+
+def _running_stats(named: Iterator[tuple[str, torch.Tensor]]) -> list[torch.Tensor]:
+    return [t for n, t in named if n.rsplit(".", 1)[-1] in RUNNING_STATS]
+
+
 class Engine:
     """Common interface; see the module docstring."""
 
@@ -69,6 +115,15 @@ class Engine:
     def __init__(self, members: int, head: HeadSpec) -> None:
         self.members, self.head = members, head
         self.active = np.ones(members, dtype=bool)
+        #: Gradient averaging over a data-parallel group (``None``: this rank alone).
+        self.sync: GradientSync | None = None
+        self.dropout = False
+
+    def _first_sample(self, b: int) -> int:
+        """Global index of this rank's first sample (asked only when dropout needs it)."""
+        if self.sync is None or not self.dropout:
+            return 0
+        return self.sync.first_sample(b)
 
     def start(self, lr: LaneValue, weight_decay: LaneValue) -> None:
         """Create the optimizer(s); per-member lists give each member its own (``_lanes``)."""
@@ -104,6 +159,7 @@ class _Stacked(Engine):
         self.keys = torch.tensor(keys + keys[:1] * len(pad), dtype=torch.int64, device=device)
         self.blocks = [slice(s, s + LANE_BLOCK) for s in range(0, total, LANE_BLOCK)]
         self._best: dict[str, torch.Tensor] | None = None
+        self.dropout = _has_dropout(modules[0])
 
     def _padded(self, x: torch.Tensor) -> torch.Tensor:
         total = self.blocks[-1].stop
@@ -162,12 +218,17 @@ class _Stacked(Engine):
         x, y = self._padded(x), self._padded(y)
         b = x.shape[1]
         total = torch.zeros(x.shape[0], device=x.device)
-        for block in self.blocks:
+        first = self._first_sample(b)
+        for block in self.blocks if b else ():  # a data-parallel share may be empty
             for part in self._chunks(b):
-                out = self._outputs(block, x[block, part], train=True, step=step, offset=part.start)
+                start = first + part.start
+                out = self._outputs(block, x[block, part], train=True, step=step, offset=start)
                 sums = self.head.loss_sums(out, y[block, part])
                 (sums.sum() / b).backward()
                 total[block] += sums.detach()
+        if self.sync is not None:
+            stats = _running_stats(iter(self.buffers.items()))
+            self.sync.average(list(self.params.values()), stats, b)
         self.opt.step()
         self.opt.zero_grad(set_to_none=True)
         return total[: self.members]
@@ -236,7 +297,7 @@ class _Vmap(_Stacked):
     ) -> torch.Tensor:
         params, buffers, _ = self._block_state(block)
         self.base.train(train)
-        self.clock.step = step
+        self.clock.step, self.clock.offset = step, offset
         return self._fn(params, buffers, x)
 
 
@@ -259,6 +320,7 @@ class _Loop(Engine):
         self.device = next(modules[0].parameters(), torch.empty(0)).device
         self.rng = [self._seeded_state(s) for s in rng_seeds]
         self._best: list[dict[str, torch.Tensor] | None] = [None] * len(modules)
+        self.dropout = _has_dropout(modules[0])
 
     def _seeded_state(self, seed: int) -> tuple[torch.Tensor, torch.Tensor | None]:
         cuda = None
@@ -284,18 +346,28 @@ class _Loop(Engine):
         ]
 
     def train_step(self, x: torch.Tensor, y: torch.Tensor, step: int) -> torch.Tensor:
-        self.clock.step = step
+        b = x.shape[1]
+        self.clock.step, self.clock.offset = step, self._first_sample(b)
         out = torch.zeros(self.members, device=x.device)
-        for k, (m, opt) in enumerate(zip(self.mods, self.opts, strict=True)):
-            if not self.active[k]:
-                continue
+        active = [k for k in range(self.members) if self.active[k]]
+        for k in active:
+            m = self.mods[k]
             m.train()
-            with self._member_rng(k):
-                s = self.head.loss_sums(m(x[k]).unsqueeze(0), y[k].unsqueeze(0))[0]
-                (s / x.shape[1]).backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            out[k] = s.detach()
+            if b:  # a data-parallel share may be empty
+                with self._member_rng(k):
+                    s = self.head.loss_sums(m(x[k]).unsqueeze(0), y[k].unsqueeze(0))[0]
+                    (s / b).backward()
+                out[k] = s.detach()
+            if self.sync is None:
+                self.opts[k].step()
+                self.opts[k].zero_grad(set_to_none=True)
+        if self.sync is not None:  # one all-reduce for every member, then their steps
+            params = [p for k in active for p in self.mods[k].parameters()]
+            stats = [t for k in active for t in _running_stats(self.mods[k].named_buffers())]
+            self.sync.average(params, stats, b)
+            for k in active:
+                self.opts[k].step()
+                self.opts[k].zero_grad(set_to_none=True)
         return out
 
     @torch.no_grad()

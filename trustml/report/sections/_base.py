@@ -96,6 +96,9 @@ class ReportInput:
         Summary keys that some section (or the page header) reads.
     present : frozenset of str
         Ids of the sections above this one that are on the page.
+    view : mapping, optional
+        The arrays as sections read them (:func:`trustml.report._stored.bounded_view`: a
+        subsample of rows of the largest); ``results.arrays`` when not given.
     """
 
     results: ResultsLike
@@ -103,6 +106,7 @@ class ReportInput:
     methods: tuple[Method, ...]
     known_keys: frozenset[str] = frozenset()
     present: frozenset[str] = frozenset()
+    view: Mapping[str, Any] | None = None
 
     @property
     def summary(self) -> Mapping[str, Any]:
@@ -111,8 +115,9 @@ class ReportInput:
 
     @property
     def arrays(self) -> Mapping[str, np.ndarray]:
-        """``arrays.h5``, keyed by the paths of :mod:`trustml.results_keys`."""
-        return self.results.arrays
+        """``arrays.h5``, keyed by the paths of :mod:`trustml.results_keys` (at most
+        :data:`~trustml.report._stored.REPORT_ROWS` rows of each, see ``view``)."""
+        return self.results.arrays if self.view is None else self.view
 
 
 @dataclass(frozen=True)
