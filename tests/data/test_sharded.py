@@ -179,6 +179,18 @@ def test_cache_is_written_reused_and_invalidated(tmp_path: Path, opens: list[str
     np.testing.assert_array_equal(ds.read(np.arange(12))[0], _reference(paths)["x"])
 
 
+def test_a_file_vanished_since_the_cached_index_is_named(tmp_path: Path) -> None:
+    paths = _shards(tmp_path / "shards", [2, 3, 4])
+    cache = tmp_path / "index.json"
+    pattern = tmp_path / "shards" / "*.h5"
+    ShardedHDF5Dataset(pattern, index_cache=cache, validate=False)
+    paths[1].unlink()
+    with pytest.raises(DataError, match=f"{paths[1]}: file not found .*index.json"):
+        ShardedHDF5Dataset(pattern, index_cache=cache, validate=False)
+    # Without the earlier index the glob's two files are simply the dataset.
+    assert ShardedHDF5Dataset(pattern, validate=False).n_samples == 6
+
+
 def test_a_corrupt_cache_is_rebuilt(tmp_path: Path) -> None:
     paths = _shards(tmp_path / "shards", [2, 3])
     cache = tmp_path / "index.json"

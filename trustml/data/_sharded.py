@@ -40,6 +40,10 @@ __all__ = ["ShardedHDF5Dataset"]
 
 #: Version 2 records each file's chunk rows (the blocks of chunk-aligned training reads).
 _INDEX_FORMAT = "trustml-shard-index-2"
+#: Samples at least this large, asked for in a new order, are read one by one straight into
+#: place (a shuffled window of 4 MiB volumes), instead of read in order and then reordered.
+_SCATTER_ROW_BYTES = 1 << 18
+
 #: Chunk cache per open dataset; smaller than HDF5Dataset's because many files may be open.
 _CACHE_BYTES = 4 << 20
 
@@ -129,8 +133,9 @@ class ShardedHDF5Dataset(BaseDataset):
         self._open_files: OrderedDict[int, tuple[h5py.File, dict[str, h5py.Dataset]]]
         self._open_files = OrderedDict()
         self._pid: int | None = None
-        stats = [_stat(p) for p in self.files]
         cache = None if index_cache is None else Path(index_cache)
+        _check_vanished(cache, self.files, self.keys)
+        stats = [_stat(p) for p in self.files]
         index = _load_index(cache, self.files, stats, self.keys)
         #: Whether the index came from ``index_cache`` (no file was opened for it).
         self.index_cached = index is not None
@@ -391,6 +396,40 @@ class ShardedHDF5Dataset(BaseDataset):
                 f"{self.files[k]}: cannot read {_show(key)} ({local.size} samples) ({one_line(exc)})"
             ) from None
 
+    def _raw(self, idx: np.ndarray, *, inputs: bool = True) -> tuple[np.ndarray | None, np.ndarray]:
+        """Rows ``idx`` in their stored dtype. Large samples asked for in a new order (a
+        shuffled window) are each read straight to their place: no reordering copy."""
+        row = self._input_dtype.itemsize * int(np.prod(self.input_shape, dtype=np.int64))
+        if not inputs or idx.size < 2 or row < _SCATTER_ROW_BYTES:
+            return super()._raw(idx, inputs=inputs)
+        order = np.argsort(idx, kind="stable")
+        rows = idx[order]
+        if np.any(np.diff(rows) == 0) or np.all(np.diff(order) == 1):
+            return super()._raw(idx, inputs=inputs)  # repeats, or already in storage order
+        _, y_sorted = self._raw_rows(rows, inputs=False)
+        y = np.empty_like(y_sorted)
+        y[order] = y_sorted
+        x = np.empty((idx.size, *self.input_shape), dtype=self._input_dtype)
+        file_of = np.searchsorted(self._starts, rows, side="right") - 1
+        xkey = self.keys["inputs"]
+        assert xkey is not None
+        k = -1
+        try:
+            for j, (r, f) in enumerate(zip(rows.tolist(), file_of.tolist(), strict=True)):
+                k = int(f)
+                local = r - int(self._starts[k])
+                dest = int(order[j])
+                self._dataset(k, xkey).read_direct(
+                    x, np.s_[local : local + 1], np.s_[dest : dest + 1]
+                )
+        except DataError:
+            raise
+        except Exception as exc:
+            raise DataError(
+                f"{self.files[k]}: cannot read {_show(xkey)} ({one_line(exc)})"
+            ) from None
+        return x, y
+
     def _raw_rows(
         self, idx: np.ndarray, *, inputs: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray]:
@@ -471,6 +510,28 @@ def _kind(g: np.ndarray) -> str:
 
 def _kind_name(kind: str) -> str:
     return "string" if kind == "U" else "integer"
+
+
+def _check_vanished(cache: Path | None, files: list[Path], keys: dict[str, Any]) -> None:
+    """A file the cached index (an earlier run's, same keys) lists that no longer exists is an
+    error naming it: a glob would otherwise match one file fewer and the data would silently
+    shrink between two runs."""
+    if cache is None or not cache.is_file():
+        return
+    try:
+        index = json.loads(cache.read_text(encoding="utf-8"))
+        if index.get("keys") != keys:
+            return
+        listed = [Path(e["path"]) for e in index["files"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        return  # an unreadable or foreign cache is rebuilt, never trusted
+    now = set(files)
+    for path in listed:
+        if path not in now and not path.exists():
+            raise DataError(
+                f"{path}: file not found (it was part of this dataset in the earlier run "
+                f"indexed in {cache}; delete that index to run without it)"
+            )
 
 
 def _load_index(

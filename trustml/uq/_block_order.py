@@ -222,22 +222,40 @@ def _lane_batches(
     """Minibatches of ``steps[t]`` samples per lane, drawn from each lane's shuffle of every
     window in turn (a minibatch may end in the next window)."""
     lanes = len(rngs)
-    reader = read_ahead(source.read, windows, prefetch)
+    first = rngs[0]
+
+    def read(window: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
+        # Lane 0's shuffle of the window is drawn here, in the reader thread (the only user of
+        # its generator during the epoch, one draw per window in order, as the other lanes'),
+        # and the window is read in that order: lane 0's batches are then slices, no copy.
+        order = first.permutation(len(window))
+        x, y = source.read(window[order])
+        return order, x, y
+
+    reader = read_ahead(read, windows, prefetch)
     xs: list[torch.Tensor] = []
     ys: list[torch.Tensor] = []
     t, have = 0, 0
     try:
         for _ in range(len(windows)):
-            x_win, y_win = next(reader)
+            order, x_win, y_win = next(reader)
             if y_win is None:
                 raise TypeError(f"Expected training targets, got inputs only (from {source.kind})")
             width = len(x_win)
-            perms = np.stack([rng.permutation(width) for rng in rngs])  # (L, w)
+            where = np.empty(width, dtype=np.int64)  # window position -> row of x_win
+            where[order] = np.arange(width)
+            perms = [where[rng.permutation(width)] for rng in rngs[1:]]  # (L - 1) x (w,)
             pos = 0
             while pos < width:
                 take = min(int(steps[t]) - have, width - pos)
-                rows = perms[:, pos : pos + take].reshape(-1)
-                xt, yt = source.labelled(x_win[rows], y_win[rows], device)
+                if lanes == 1:
+                    xb, yb = x_win[pos : pos + take], y_win[pos : pos + take]
+                else:
+                    rows = np.concatenate(
+                        [np.arange(pos, pos + take), *(p[pos : pos + take] for p in perms)]
+                    )
+                    xb, yb = x_win[rows], y_win[rows]
+                xt, yt = source.labelled(xb, yb, device)
                 xs.append(xt.reshape(lanes, take, *xt.shape[1:]))
                 ys.append(yt.reshape(lanes, take, *yt.shape[1:]))
                 pos, have = pos + take, have + take
@@ -246,7 +264,13 @@ def _lane_batches(
                     y = ys[0] if len(ys) == 1 else torch.cat(ys, dim=1)
                     xs, ys, t, have = [], [], t + 1, 0
                     yield x, y
-            del x_win, y_win, perms  # before the next window is asked for: bounded memory
+            del (
+                x_win,
+                y_win,
+                perms,
+                order,
+                where,
+            )  # before the next window is asked for: bounded memory
     finally:
         reader.close()
     if t != len(steps) or have:  # internal invariant: the windows hold this rank's samples
