@@ -224,7 +224,7 @@ def _lane_batches(
     lanes = len(rngs)
     first = rngs[0]
 
-    def read(window: np.ndarray) -> tuple[np.ndarray, Any, np.ndarray]:
+    def read(window: np.ndarray) -> tuple[np.ndarray, Any, Any]:
         # Lane 0's shuffle of the window is drawn here, in the reader thread (the only user of
         # its generator during the epoch, one draw per window in order, as the other lanes'),
         # and the window is read in that order: lane 0's batches are then slices, no copy.
