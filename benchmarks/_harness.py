@@ -30,6 +30,15 @@ def machine() -> dict[str, Any]:
     }
 
 
+def proc_status(field: str) -> int:
+    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes."""
+    with open("/proc/self/status", encoding="ascii") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no {field} in /proc/self/status")
+
+
 def best_of(fn: Callable[[], Any], repeats: int = 3) -> float:
     """Minimum wall time of ``repeats`` calls, in seconds (the least disturbed run)."""
     times = []

@@ -46,7 +46,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._harness import report
+from benchmarks._harness import proc_status, report
 
 MiB = 1 << 20
 FULL = {"shards": 64, "per_shard": 32, "shape": (4, 64, 64, 64), "small_shards": 16}
@@ -122,14 +122,6 @@ def _rate(fn: Any) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
-def _status(field: str) -> int:
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
-
-
 def _rss_child(folder: str, shards: int) -> None:
     """In a fresh process: RSS after imports, peak RSS over one loader epoch (JSON)."""
     import torch  # noqa: F401 - imported before the baseline, as training would
@@ -137,7 +129,7 @@ def _rss_child(folder: str, shards: int) -> None:
     import trustml.uq  # noqa: F401
 
     ds = _open(sorted(Path(folder).glob("shard-*.h5"))[:shards])
-    base = _status("VmRSS")
+    base = proc_status("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w", encoding="ascii") as f:
             f.write("5")  # reset VmHWM to the current RSS
@@ -145,7 +137,7 @@ def _rss_child(folder: str, shards: int) -> None:
     except OSError:
         reset = False
     n = _loader_epoch(ds, members=1)
-    print(json.dumps({"base": base, "peak": _status("VmHWM"), "reset": reset, "samples": n}))
+    print(json.dumps({"base": base, "peak": proc_status("VmHWM"), "reset": reset, "samples": n}))
 
 
 def _rss(folder: Path, shards: int) -> dict[str, Any]:

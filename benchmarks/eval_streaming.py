@@ -31,22 +31,13 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks._harness import report
+from benchmarks._harness import proc_status, report
 
 MiB = 1 << 20
 MEMBERS, CLASSES = 16, 10
 GENERATE_ROWS = 32_768
 #: The calibration split (held in memory, as the runner holds it) is 1/32 of the cap.
 CALIBRATION_SHARE = 32
-
-
-def _status(field: str) -> int:
-    """A ``/proc/self/status`` memory field (``VmRSS``, ``VmHWM``) in bytes."""
-    with open("/proc/self/status", encoding="ascii") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) * 1024
-    raise RuntimeError(f"no {field} in /proc/self/status")
 
 
 def _reset_peak() -> bool:
@@ -140,13 +131,13 @@ def _score(folder: Path, cap: int) -> dict[str, Any]:
     """
     _generate(folder / "warm-up", 64 * 1024, 16 * 1024)
     _score_folder(folder / "warm-up", MiB)
-    rss_imports = _status("VmRSS")
+    rss_imports = proc_status("VmRSS")
     reset = _reset_peak()
     t0 = time.perf_counter()
     chunk = max(MiB, cap // 16)
     part, arrays = _score_folder(folder, chunk)
     seconds = time.perf_counter() - t0
-    peak = _status("VmHWM")
+    peak = proc_status("VmHWM")
     return {
         "rss_after_imports_mib": round(rss_imports / MiB, 1),
         "peak_rss_mib": round(peak / MiB, 1),
