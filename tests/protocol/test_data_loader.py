@@ -209,7 +209,11 @@ def test_with_data_parallel_blocks_each_rank_stages_its_share_of_the_files(tmp_p
     raw = _with(loader={"order": "blocks"}, stage="scratch")
     raw["parallel"] = {"data": 2}
     protocol = parse_protocol(raw)
-    plan = make_plan(protocol, tmp_path, SerialComm())
+
+    class Rank0Of2(SerialComm):  # planning as rank 0 of 2 (it runs no collective)
+        size = 2
+
+    plan = make_plan(protocol, tmp_path, Rank0Of2())
     train = plan.splits["train"]
     per_rank = [_files_to_stage(protocol, plan, rank) for rank in range(2)]
     everything = sorted(set(np.searchsorted([20, 40, 60, 80, 100, 120], train, "right")))

@@ -34,8 +34,8 @@ from trustml.distributed import (
     greedy_owners,
     shard_batches,
 )
-from trustml.exceptions import ProtocolError
 from trustml.explain import Attribution, attribute
+from trustml.protocol._parallel_spec import check_data_parallel
 from trustml.report import RunResults
 from trustml.report.html import draw_figures, figure_jobs
 from trustml.uq import DataShare, DeepEnsemble, Predictive
@@ -123,17 +123,6 @@ def fit_plain_ensemble(
     )
 
 
-def check_data_parallel(data_parallel: int, comm: Comm) -> None:
-    """``parallel.data`` must divide the number of ranks (:class:`ProtocolError` otherwise)."""
-    if data_parallel < 1 or comm.size % data_parallel:
-        raise ProtocolError(
-            f"groups of {data_parallel} ranks need a multiple of {data_parallel} MPI ranks, "
-            f"and this run has {comm.size}; start it with mpiexec -n "
-            f"{data_parallel * max(1, comm.size // data_parallel)} or change parallel.data",
-            key="parallel.data",
-        )
-
-
 def train_ensemble(
     ensemble: DeepEnsemble,
     train: BaseDataset,
@@ -153,7 +142,7 @@ def train_ensemble(
     the group's first rank checkpoints them and sends them to the others. Members with a
     valid checkpoint are loaded, not retrained.
     """
-    check_data_parallel(data_parallel, comm)
+    check_data_parallel(data_parallel, comm.size)
     n_groups, index, group = data_groups(comm, data_parallel, allreduce=allreduce, share=DataShare)
     lead = group is None or group.rank == 0
     mine = list(block_range(ensemble.members, n_groups, index))

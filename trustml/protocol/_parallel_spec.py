@@ -4,7 +4,8 @@
 block of the deep ensemble's members; inside a group every rank takes 1/D of every minibatch
 and the group averages the gradients (:mod:`trustml.distributed.gradients`). ``D = 1`` (the
 default) is one rank per group: members are spread over the ranks as before, with the same
-numbers. That P is a multiple of D is checked when the run starts (the file does not know P).
+numbers. That P is a multiple of D is checked when the run is planned (the file does not know
+P): :func:`check_data_parallel`.
 """
 
 from __future__ import annotations
@@ -12,9 +13,21 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from trustml.exceptions import ProtocolError
 from trustml.protocol._fields import KeyedError, PositiveInt, StrictModel
 
-__all__ = ["ParallelSpec"]
+__all__ = ["ParallelSpec", "check_data_parallel"]
+
+
+def check_data_parallel(data_parallel: int, ranks: int) -> None:
+    """``parallel.data`` must divide the number of ranks (:class:`ProtocolError` otherwise)."""
+    if data_parallel < 1 or ranks % data_parallel:
+        raise ProtocolError(
+            f"groups of {data_parallel} ranks need a multiple of {data_parallel} MPI ranks, "
+            f"and this run has {ranks}; start it with mpiexec -n "
+            f"{data_parallel * max(1, ranks // data_parallel)} or change parallel.data",
+            key="parallel.data",
+        )
 
 
 class ParallelSpec(StrictModel):

@@ -27,6 +27,7 @@ from trustml.protocol import _methods, _sizes
 from trustml.protocol._calibrate import check_available
 from trustml.protocol._loader import check_stage, stage_folder
 from trustml.protocol._network import model_factory
+from trustml.protocol._parallel_spec import check_data_parallel
 from trustml.protocol._search import check_search
 from trustml.protocol._shifts import Ladder, check_like_main, load_ladders, shift_builtin
 from trustml.protocol._stages import run_stage
@@ -275,6 +276,7 @@ def make_plan(
         The data is invalid.
     """
     check_available(protocol)
+    check_data_parallel(protocol.parallel.data, comm.size)  # before the data is read
     device = _device(protocol, comm)
     _sizes.check_data_size(protocol)
     stage = stage_folder(protocol, base_dir)

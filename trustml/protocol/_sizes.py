@@ -86,7 +86,9 @@ def check_model_size(protocol: Protocol, make_model: Any, comm: Comm) -> None:
             key="model.options" if protocol.model.builtin else "model",
         )
     for i, spec in enumerate(protocol.methods):
-        need, field = METHOD_BYTES[spec.method](spec, weights, comm.size)
+        # Members are spread over the P/D data-parallel groups, not over the P ranks.
+        groups = max(1, comm.size // protocol.parallel.data)
+        need, field = METHOD_BYTES[spec.method](spec, weights, groups)
         if need > budget:
             raise ProtocolError(
                 f"{spec.method} with these settings needs about {format_bytes(need)} for the "
