@@ -281,3 +281,28 @@ def test_table_lists_path_saved_rerun_and_relative_difference():
         "0.25",
         f"{(0.25 - 0.1234) / 0.25:.3g}",
     ]
+
+
+@pytest.mark.parametrize("block_bytes", [16, 64 << 20])
+def test_stored_arrays_are_compared_block_by_block(tmp_path, monkeypatch, block_bytes):
+    """A StoredArray (a streamed run's array, read in parts) against the re-run's array: the
+    same differences, index and worst value whether the rows come in 2-row blocks or at once."""
+    from trustml.protocol import verify
+    from trustml.report import StoredArray
+
+    monkeypatch.setattr(verify, "_BLOCK_BYTES", block_bytes)  # 16 bytes: 2 rows of 2 float32
+    x = np.arange(40, dtype=np.float32).reshape(20, 2)
+    with h5py.File(tmp_path / "a.h5", "w") as f:
+        f["test/mean"] = x
+    a, b = _pair()
+    a.arrays["big"] = StoredArray(tmp_path / "a.h5", "test/mean")
+    y = x.copy()
+    y[13, 1] *= 1.5  # the worst: relative 1/3
+    y[3, 0] *= 1.1
+    b.arrays["big"] = y
+    diffs = [d for d in compare_results(a, b).differences if d.path.startswith("arrays:big")]
+    assert [d.path for d in diffs] == ["arrays:big[13, 1]"]
+    assert diffs[0].note == "2 of 40 elements differ"
+    assert diffs[0].saved == 27.0 and diffs[0].rerun == pytest.approx(40.5)
+    b.arrays["big"] = x
+    assert not [d for d in compare_results(a, b).differences if d.path.startswith("arrays:big")]

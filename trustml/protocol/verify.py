@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -152,9 +152,38 @@ def _diff(a: Any, b: Any, path: str, rtol: float, out: list[Difference]) -> int:
     return 1
 
 
+_BLOCK_BYTES = 64 << 20
+"""Arrays are compared this many bytes of rows at a time: a stored array is never read whole."""
+
+
+def _row_blocks(a: Any, b: Any) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """``(first row, rows of a, rows of b)`` in blocks of about :data:`_BLOCK_BYTES`; works for
+    arrays and for :class:`~trustml.report.StoredArray` (read block by block)."""
+    if not a.shape:
+        yield 0, np.asarray(a[()]), np.asarray(b[()])
+        return
+    row = max(1, a.dtype.itemsize * int(np.prod(a.shape[1:], dtype=np.int64)))
+    step = max(1, _BLOCK_BYTES // row)
+    for start in range(0, a.shape[0], step):
+        yield start, np.asarray(a[start : start + step]), np.asarray(b[start : start + step])
+
+
+def _relative(x: np.ndarray, y: np.ndarray, text: bool) -> np.ndarray:
+    """Per element: the relative difference (0 where equal or both NaN, inf where one is
+    NaN); for text, 1.0 where the strings differ."""
+    if text:
+        return (x.astype(str) != y.astype(str)).astype(np.float64)
+    xf, yf = x.astype(np.float64), y.astype(np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.maximum(np.abs(xf), np.abs(yf))
+        rel = np.where(xf == yf, 0.0, np.abs(xf - yf) / np.where(scale > 0, scale, 1.0))
+    both_nan = np.isnan(xf) & np.isnan(yf)
+    return np.asarray(np.where(both_nan, 0.0, np.where(np.isnan(rel), np.inf, rel)))
+
+
 def _diff_arrays(
-    saved: Mapping[str, np.ndarray],
-    rerun: Mapping[str, np.ndarray],
+    saved: Mapping[str, Any],
+    rerun: Mapping[str, Any],
     rtol: float,
     out: list[Difference],
 ) -> int:
@@ -167,38 +196,35 @@ def _diff_arrays(
         if key not in saved:
             out.append(Difference(path, None, rerun[key], note="only in the re-run"))
             continue
-        a, b = np.asarray(saved[key]), np.asarray(rerun[key])
-        if a.shape != b.shape:
+        a, b = saved[key], rerun[key]
+        if tuple(a.shape) != tuple(b.shape):
             out.append(Difference(path, a, b, note=f"shape {list(a.shape)} vs {list(b.shape)}"))
             continue
-        n += max(a.size, 1)
-        if a.dtype.kind in "US" or b.dtype.kind in "US":
-            bad = a.astype(str) != b.astype(str)
-            rel = None
-        else:
-            x, y = a.astype(np.float64), b.astype(np.float64)
-            with np.errstate(invalid="ignore", divide="ignore"):
-                scale = np.maximum(np.abs(x), np.abs(y))
-                rel = np.where(x == y, 0.0, np.abs(x - y) / np.where(scale > 0, scale, 1.0))
-            both_nan = np.isnan(x) & np.isnan(y)
-            rel = np.where(both_nan, 0.0, np.where(np.isnan(rel), np.inf, rel))
-            bad = rel > rtol
-        if not np.any(bad):
+        size = int(np.prod(a.shape, dtype=np.int64))
+        n += max(size, 1)
+        text = a.dtype.kind in "US" or b.dtype.kind in "US"
+        n_bad, worst, at, pair = 0, -1.0, 0, (None, None)
+        for start, x, y in _row_blocks(a, b):
+            rel = _relative(x, y, text)
+            bad = rel > 0 if text else rel > rtol
+            if not np.any(bad):
+                continue
+            n_bad += int(np.sum(bad))
+            i = int(np.argmax(rel))
+            if rel.flat[i] > worst:  # the worst element (text: the first that differs)
+                worst, at = float(rel.flat[i]), start * (x.size // max(len(x), 1)) + i
+                pair = (x.flat[i].item(), y.flat[i].item())
+        if not n_bad:
             continue
-        if rel is None:
-            index = np.unravel_index(int(np.argmax(bad)), a.shape) if a.ndim else ()
-            worst = None
-        else:
-            index = np.unravel_index(int(np.argmax(rel)), a.shape) if a.ndim else ()
-            worst = float(rel[index])
+        index = np.unravel_index(at, tuple(a.shape)) if a.shape else ()
         where = f"[{', '.join(map(str, index))}]" if index else ""
         out.append(
             Difference(
                 f"{path}{where}",
-                a[index].item(),
-                b[index].item(),
-                worst,
-                note=f"{int(np.sum(bad))} of {a.size} elements differ",
+                pair[0],
+                pair[1],
+                None if text else worst,
+                note=f"{n_bad} of {size} elements differ",
             )
         )
     return n
