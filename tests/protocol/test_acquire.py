@@ -191,7 +191,7 @@ def test_manifest_records_provenance_and_the_pool_fingerprint(setup, tmp_path):
     text = (setup / "p.yaml").read_text()
     protocol, _ = load_protocol(setup / "p.yaml")
 
-    def run(name: str) -> dict:
+    def run(name: str, protocol=protocol) -> dict:
         out = tmp_path / name
         shutil.copytree(setup / "first" / "checkpoints", out / "checkpoints")
         acquire_mod.run_acquire(
@@ -204,6 +204,13 @@ def test_manifest_records_provenance_and_the_pool_fingerprint(setup, tmp_path):
     assert first["protocol_sha256"] == hashlib.sha256(text.encode()).hexdigest()
     assert first["strategy"] == "bald" and first["budget"] == 3 and first["seed"] == 3
     assert first["mpi_world_size"] == 1 and first["command"] == ["t"]
+    # data.fingerprint: auto is a full hash for this small data, recorded as for evaluate
+    assert first["data_fingerprint_mode"] == "full"
+    assert not first["data_fingerprint"].startswith("sampled-v1:")
+    data = protocol.data.model_copy(update={"fingerprint": "sampled"})
+    sampled = run("s", protocol.model_copy(update={"data": data}))
+    assert sampled["data_fingerprint_mode"] == "sampled"
+    assert sampled["data_fingerprint"].startswith("sampled-v1:")
     assert {"fit", "scoring", "selection"} <= set(first["timings_s"])
     assert first["pool"]["path"] == str(Path(pool).resolve())
     assert first["pool"]["shape"] == [POOL_N, 1, 8, 8] and first["pool"]["dtype"] == "<f4"

@@ -225,7 +225,11 @@ def _execute(
     req: _Request,
 ) -> AcquireOutcome:
     timings: dict[str, float] = {}
-    fingerprint = comm.bcast(plan.dataset.fingerprint() if comm.rank == 0 else None)
+    # As ``trustml evaluate``: data.fingerprint (auto: sampled above 10 GB), recorded.
+    fp_plan = plan.dataset.fingerprint_plan(protocol.data.fingerprint) if comm.rank == 0 else None
+    fingerprint = comm.bcast(
+        plan.dataset.fingerprint(fp_plan["mode"]) if fp_plan is not None else None
+    )
     primary = protocol.primary
     t0 = time.perf_counter()
     with run_stage(f"training {primary.name!r}"):
@@ -282,7 +286,7 @@ def _execute(
         protocol, text if text is not None else _picks_page.canonical_text(protocol),
         fingerprint=fingerprint, device=plan.device, command=req.command,
         protocol_dir=req.base_dir, world_size=comm.size, timings=timings,
-        wall_time_s=round(time.perf_counter() - req.started, 2),
+        wall_time_s=round(time.perf_counter() - req.started, 2), fingerprint_plan=fp_plan,
     )  # fmt: skip
     manifest = _picks_page.picks_manifest(
         provenance, protocol, pool=reader.fingerprint(), strategy=req.strategy,
